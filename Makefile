@@ -1,0 +1,99 @@
+# sluice: LLM serving built the Unix way.
+#
+#   make            libsluice and every program into bin/
+#   make test       install missing dependencies, build, run t/ (ends "N passed, N failed")
+#   make asan       the same programs built with AddressSanitizer + UBSan into build/asan/bin
+#   make test-asan  the test suite against the asan build
+#   make fuzz       libFuzzer targets into build/fuzz/ (clang)
+#   make install PREFIX=/usr/local DESTDIR=
+#
+# Every lib/*.c goes into libsluice, every cmd/NAME.c becomes bin/NAME and every
+# t/unit/NAME.c a unit test, so adding a file needs no edit here.
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+PREFIX  ?= /usr/local
+DESTDIR ?=
+
+PKGS      := msgpack hiredis libpipeline
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+# B is where objects go and BIN where programs go; `make asan` changes both.
+B   ?= build/obj
+BIN ?= bin
+
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Ilib $(PKG_CFLAGS) $(CFLAGS)
+ALL_LIBS   = $(PKG_LIBS) -lm -lpthread
+
+LIB_SRC  := $(wildcard lib/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
+LIBA     := $(B)/libsluice.a
+PROGS    := $(patsubst cmd/%.c,$(BIN)/%,$(wildcard cmd/*.c))
+UNITS    := $(patsubst t/unit/%.c,$(B)/t/%,$(filter-out t/unit/tap.c,$(wildcard t/unit/*.c)))
+HELPERS  := $(patsubst t/helpers/%.c,$(B)/t/helpers/%,$(wildcard t/helpers/*.c))
+FUZZ     := $(patsubst t/fuzz/%.c,build/fuzz/fuzz-%,$(wildcard t/fuzz/*.c))
+
+.PHONY: all deps test check asan test-asan fuzz install clean demo bench
+all: $(PROGS) $(UNITS) $(HELPERS)
+
+$(B)/%.o: %.c $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIBA): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN)/%: $(B)/cmd/%.o $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LIBS)
+
+$(B)/t/%: $(B)/t/unit/%.o $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LIBS)
+
+$(B)/t/helpers/%: $(B)/t/helpers/%.o $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LIBS)
+
+# Installs what a fresh Debian machine lacks (apt-get, pip); quiet when all is there.
+deps:
+	@sh share/deps.sh
+
+test: deps
+	$(MAKE) all
+	$(MAKE) fuzz
+	@SLUICE_BIN=$(CURDIR)/bin SLUICE_T=$(CURDIR)/build/obj/t sh t/run
+
+check: test
+
+ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+asan:
+	$(MAKE) B=build/asan/obj BIN=build/asan/bin CFLAGS="$(ASAN_FLAGS)" all
+
+test-asan: deps asan fuzz
+	@ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	 SLUICE_BIN=$(CURDIR)/build/asan/bin SLUICE_T=$(CURDIR)/build/asan/obj/t sh t/run
+
+# libFuzzer targets: each t/fuzz/NAME.c defines LLVMFuzzerTestOneInput and is
+# linked with the library sources compiled by clang.
+FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -O1 -g -Ilib $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined
+fuzz: $(FUZZ)
+build/fuzz/fuzz-%: t/fuzz/%.c $(LIB_SRC) $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(ALL_LIBS)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/man/man7 $(DESTDIR)$(PREFIX)/share/sluice
+	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(wildcard man/man1/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 $(wildcard man/man7/*.7) $(DESTDIR)$(PREFIX)/share/man/man7/
+	cp -R share/. $(DESTDIR)$(PREFIX)/share/sluice/
+
+bench: all
+	@sh t/perf/run
+
+clean:
+	rm -rf build bin

@@ -1,0 +1,94 @@
+/* io: endpoints (-, unix:PATH, tcp:HOST:PORT, fd:N, redis://HOST:PORT/STREAM)
+ * carrying plain sequences of msgpack messages, for listening (-l) and
+ * connecting (-u), with a poll loop that daemons drive between their steps. */
+#ifndef SLUICE_IO_H
+#define SLUICE_IO_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "msg.h"
+
+typedef enum { IO_STDIO, IO_UNIX, IO_TCP, IO_FD, IO_REDIS } io_kind;
+
+/* A parsed endpoint string. */
+typedef struct io_addr {
+	io_kind kind;
+	char *path;            /* unix */
+	char *host, *port;     /* tcp, redis */
+	int fd;                /* fd */
+	char *stream;          /* redis: the stream key */
+	char *group;           /* redis ?group=  (default "sluice") */
+	char *consumer;        /* redis ?consumer= (default HOST:PID, new each run) */
+	char *reply;           /* redis ?reply= a producer's answer stream (default STREAM:reply:HOST:PID) */
+	unsigned claim_ms;     /* redis ?claim=  idle ms before a pending entry is reclaimed (30000) */
+	unsigned max_deliver;  /* redis ?dead=   deliveries before STREAM:dead (5) */
+	unsigned prefetch;     /* redis ?prefetch= entries a worker holds at once (64) */
+} io_addr;
+#define IO_ADDR_ZERO {IO_STDIO, 0, 0, 0, -1, 0, 0, 0, 0, 0, 0, 0}
+
+/* 0 ok, -1 with err filled ("unknown endpoint scheme ..."). */
+int io_addr_parse(const char *ep, io_addr *a, char *err, size_t errlen);
+void io_addr_free(io_addr *a);
+
+typedef struct io_opts {
+	mode_t mode;           /* unix socket file mode, default 0660 (-m) */
+	int backlog;           /* listen backlog, default 128 */
+	const msg_limits *lim; /* NULL: msg_limits_default */
+} io_opts;
+#define IO_OPTS_DEFAULT {0660, 128, 0}
+
+typedef struct io_conn io_conn;
+typedef struct io_loop io_loop;
+
+/* What a loop tells its owner. Any callback may be NULL. The msg passed to
+ * on_msg is valid only during the call. */
+typedef struct io_handler {
+	void (*on_open)(io_loop *l, io_conn *c, void *ud);                    /* accepted or dialled */
+	void (*on_msg)(io_loop *l, io_conn *c, const msg *m, void *ud);
+	void (*on_bad)(io_loop *l, io_conn *c, const char *why, void *ud);    /* one message rejected */
+	void (*on_close)(io_loop *l, io_conn *c, const char *why, void *ud);  /* why NULL: clean EOF */
+} io_handler;
+
+io_loop *io_loop_new(const io_handler *h, void *ud);
+void io_loop_free(io_loop *l);            /* closes every connection and listener */
+/* Listen on ep: unix and tcp sockets (a stale unix socket file is replaced
+ * only if nothing answers on it), fd:N (a listening socket, or a connected
+ * one taken as a single connection), "-" (stdin/stdout as one connection),
+ * redis (a consumer-group worker: one connection whose answers are acked).
+ * LISTEN_FDS (systemd) is honoured by io_listen_inherited. 0 ok, -1 err. */
+int io_loop_listen(io_loop *l, const char *ep, const io_opts *o, char *err, size_t errlen);
+/* Adds the sockets passed by systemd's LISTEN_FDS/LISTEN_PID; returns how many. */
+int io_loop_listen_inherited(io_loop *l, const io_opts *o);
+/* Connects to ep (-u) and adds it to the loop; NULL with err on failure. */
+io_conn *io_loop_dial(io_loop *l, const char *ep, const io_opts *o, char *err, size_t errlen);
+/* Watch an extra descriptor (signalfd, timerfd, a pipe) in the same poll. */
+int io_loop_watch(io_loop *l, int fd, short events,
+		  void (*cb)(io_loop *l, int fd, short revents, void *ud), void *ud);
+void io_loop_unwatch(io_loop *l, int fd);
+/* Polls once (timeout_ms -1: wait, 0: don't) and dispatches; flushes queued
+ * output before it sleeps. Returns the number of events handled, -1 on error. */
+int io_loop_run_once(io_loop *l, int timeout_ms);
+/* Number of open connections (listeners not counted). */
+size_t io_loop_nconns(const io_loop *l);
+/* Write a newline to fd and close it: s6 readiness (-d FD). */
+void io_ready(int fd);
+
+/* ---- one connection ------------------------------------------------------ */
+
+/* Queues one whole message (its msgpack bytes); written before the loop
+ * sleeps, or at once when much is queued. On a Redis worker connection, an
+ * event carrying "finish" answers its request: the answer is added to the
+ * reply stream and the entry acked in one atomic step. 0 ok, -1 closed. */
+int io_send(io_conn *c, const void *bytes, size_t n);
+/* Writes everything queued; blocks only on a blocking connection. 0 ok, -1 error. */
+int io_flush(io_conn *c);
+/* Stop writing: half-close (shutdown SHUT_WR) once the queue is flushed. */
+void io_shutdown(io_conn *c);
+void io_close(io_conn *c);                /* removes it from its loop and frees it */
+void io_conn_set_data(io_conn *c, void *p);
+void *io_conn_data(const io_conn *c);
+const char *io_conn_name(const io_conn *c);   /* for logs: "unix:/run/x.sock#3" */
+size_t io_conn_queued(const io_conn *c);      /* bytes waiting to be written (backpressure) */
+
+#endif

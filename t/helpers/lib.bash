@@ -1,0 +1,62 @@
+# Shared setup for the bats tests: where the programs are, a scratch
+# directory per test, and a real redis-server on a free loopback port.
+
+SLUICE_ROOT=${SLUICE_ROOT:-$(cd "$BATS_TEST_DIRNAME/.." && pwd)}
+SLUICE_BIN=${SLUICE_BIN:-$SLUICE_ROOT/bin}
+SLUICE_T=${SLUICE_T:-$SLUICE_ROOT/build/obj/t}
+PATH=$SLUICE_BIN:$SLUICE_T/helpers:$PATH
+export SLUICE_ROOT SLUICE_BIN SLUICE_T PATH
+
+# a fresh scratch directory for this test, removed by bats
+scratch() {
+	T=$BATS_TEST_TMPDIR
+	export T
+}
+
+# a free TCP port on 127.0.0.1
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# redis_start: starts redis-server on a free loopback port, in the background,
+# with no persistence; sets REDIS_PORT and REDIS_URL_BASE. redis_stop stops it.
+redis_start() {
+	local i
+	REDIS_PORT=$(free_port)
+	REDIS_DIR=$(mktemp -d "${BATS_TEST_TMPDIR:-/tmp}/redis.XXXXXX")
+	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+		--dir "$REDIS_DIR" --daemonize yes --pidfile "$REDIS_DIR/pid" \
+		--logfile "$REDIS_DIR/log" >/dev/null || return 1
+	for i in $(seq 100); do
+		redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break
+		sleep 0.05
+	done
+	REDIS_URL_BASE=redis://127.0.0.1:$REDIS_PORT
+	export REDIS_PORT REDIS_URL_BASE REDIS_DIR
+}
+
+redis_stop() {
+	[ -n "${REDIS_PORT:-}" ] || return 0
+	redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+	[ -f "$REDIS_DIR/pid" ] && kill "$(cat "$REDIS_DIR/pid")" 2>/dev/null || true
+	REDIS_PORT=
+}
+
+redis() {
+	redis-cli -p "$REDIS_PORT" "$@"
+}
+
+# fail the test if a program died of a signal (exit >= 128), whatever was expected
+no_crash() {
+	[ "$status" -lt 128 ] || { echo "crashed with status $status" >&2; return 1; }
+}
+
+# wait_for FILE-OR-COMMAND: up to 10 s for a path to exist
+wait_for_path() {
+	local i
+	for i in $(seq 200); do
+		[ -e "$1" ] && return 0
+		sleep 0.05
+	done
+	return 1
+}

@@ -34,6 +34,7 @@ UNITS    := $(patsubst t/unit/%.c,$(B)/t/%,$(filter-out t/unit/tap.c,$(wildcard 
 HELPERS  := $(patsubst t/helpers/%.c,$(B)/t/helpers/%,$(wildcard t/helpers/*.c))
 FUZZ     := $(patsubst t/fuzz/%.c,build/fuzz/fuzz-%,$(wildcard t/fuzz/*.c))
 
+.SECONDARY:
 .PHONY: all deps test check asan test-asan fuzz install clean demo bench
 all: $(PROGS) $(UNITS) $(HELPERS)
 
@@ -91,6 +92,13 @@ install: all
 	install -m 644 $(wildcard man/man1/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 $(wildcard man/man7/*.7) $(DESTDIR)$(PREFIX)/share/man/man7/
 	cp -R share/. $(DESTDIR)$(PREFIX)/share/sluice/
+
+# Until the engine lands (issue "infer-cpu"), the demo fetches the default
+# model and shows the request stream of examples/ going through the protocol.
+demo: deps
+	$(MAKE) -s all
+	bin/sluice model fetch
+	bin/sluice cat -m < examples/requests.jsonl | bin/sluice cat
 
 bench: all
 	@sh t/perf/run

@@ -5,6 +5,7 @@
 #define SLUICE_DIE_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 enum {
 	EXIT_NO = 1,        /* a negative answer */
@@ -31,6 +32,9 @@ void warn_sys(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "prog: info: ..." only when SLUICE_VERBOSE is set or die_verbose > 0 */
 extern int die_verbose;
 void info_x(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* formats an error message into err[errlen] (nothing if err is NULL) */
+void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* allocation that cannot fail quietly: on ENOMEM the program dies with 111 */
 void *xmalloc(size_t n);

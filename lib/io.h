@@ -19,8 +19,8 @@ typedef struct io_addr {
 	int fd;                /* fd */
 	char *stream;          /* redis: the stream key */
 	char *group;           /* redis ?group=  (default "sluice") */
-	char *consumer;        /* redis ?consumer= (default HOST:PID, new each run) */
-	char *reply;           /* redis ?reply= a producer's answer stream (default STREAM:reply:HOST:PID) */
+	char *consumer;        /* redis ?consumer= (NULL: rq uses HOST:PID, new each run) */
+	char *reply;           /* redis ?reply= a producer's answer stream (NULL: rq uses STREAM:reply:HOST:PID) */
 	unsigned claim_ms;     /* redis ?claim=  idle ms before a pending entry is reclaimed (30000) */
 	unsigned max_deliver;  /* redis ?dead=   deliveries before STREAM:dead (5) */
 	unsigned prefetch;     /* redis ?prefetch= entries a worker holds at once (64) */
@@ -48,7 +48,15 @@ typedef struct io_handler {
 	void (*on_msg)(io_loop *l, io_conn *c, const msg *m, void *ud);
 	void (*on_bad)(io_loop *l, io_conn *c, const char *why, void *ud);    /* one message rejected */
 	void (*on_close)(io_loop *l, io_conn *c, const char *why, void *ud);  /* why NULL: clean EOF */
+	/* The peer sent its last message (clean EOF). The connection stays open
+	 * for io_send until the owner calls io_shutdown (or io_close); on_close
+	 * follows once both sides are done. When on_eof is NULL the loop calls
+	 * io_shutdown itself: what is queued is written, then on_close(NULL). */
+	void (*on_eof)(io_loop *l, io_conn *c, void *ud);
 } io_handler;
+/* Lifecycle: on_close is called once per connection the loop finished (not
+ * for io_close), from io_loop_run_once; the io_conn is freed when it returns.
+ * Callbacks must not call io_loop_run_once. */
 
 io_loop *io_loop_new(const io_handler *h, void *ud);
 void io_loop_free(io_loop *l);            /* closes every connection and listener */
@@ -85,7 +93,11 @@ int io_send(io_conn *c, const void *bytes, size_t n);
 int io_flush(io_conn *c);
 /* Stop writing: half-close (shutdown SHUT_WR) once the queue is flushed. */
 void io_shutdown(io_conn *c);
-void io_close(io_conn *c);                /* removes it from its loop and frees it */
+/* Removes c from its loop and frees it (inside a callback: once it returns);
+ * what is queued is written only as far as the peer takes it at once. */
+void io_close(io_conn *c);
+/* Blocking: io_flush waits (poll) until everything queued is written. */
+void io_conn_set_blocking(io_conn *c, int on);
 void io_conn_set_data(io_conn *c, void *p);
 void *io_conn_data(const io_conn *c);
 const char *io_conn_name(const io_conn *c);   /* for logs: "unix:/run/x.sock#3" */

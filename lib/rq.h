@@ -26,7 +26,12 @@ int rq_take(rq *q, char **data, size_t *n);
 /* A worker: sends an answer; one carrying "finish" is written to the job's
  * reply stream and the job acked atomically (only if still pending, so a job
  * reclaimed by another worker is answered once). A producer: XADDs a job.
- * 0 ok, -1 error (Redis gone: retried by the caller or reported). */
+ * 0 ok, -1 error (Redis gone: retried by the caller or reported) with errno:
+ * EMSGSIZE over lim->max_bytes, EINVAL an answer without a str "id", ENOENT no
+ * job in flight has that id, any other (EIO, ECONNREFUSED...): Redis. After a
+ * final answer the job's slot is free even on -1: its entry stays pending and
+ * is delivered again after claim_ms.
+ * The semantics in full are at the top of rq.c. */
 int rq_send(rq *q, const void *bytes, size_t n);
 void rq_close(rq *q);
 

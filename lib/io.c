@@ -1,0 +1,1474 @@
+/* io: endpoints and the poll loop (io.h).
+ *
+ * Endpoints, as io_addr_parse reads them and the loop uses them:
+ *
+ *   -                 stdin and stdout as one connection. Listening and
+ *                     dialling mean the same. O_NONBLOCK is set only on pipes
+ *                     and sockets (never on a terminal or file, whose file
+ *                     description others share) and the old flags are put
+ *                     back at close. EOF on stdin ends the read side; what is
+ *                     queued for stdout is still written, then stdout is
+ *                     replaced by /dev/null so the reader sees EOF.
+ *   unix:PATH         a Unix stream socket (PATH shorter than sun_path). A
+ *                     listener creates the file with mode o->mode (umask
+ *                     around bind, then chmod, before listen). A socket file
+ *                     already there is replaced only if connect() to it is
+ *                     refused (stale); one that answers is "address in use";
+ *                     anything else at PATH is an error and is never removed.
+ *                     The listener removes its own file (same inode) at free.
+ *   tcp:HOST:PORT     TCP; HOST a name (getaddrinfo), an IPv4 address, an IPv6
+ *                     address in brackets, or * (every address, listening).
+ *                     PORT is numeric. Listeners set SO_REUSEADDR, every
+ *                     connection TCP_NODELAY (the loop batches writes itself).
+ *   fd:N              an inherited descriptor: a listening socket
+ *                     (SO_ACCEPTCONN) is accepted on, anything else is taken
+ *                     as one connected stream. LISTEN_FDS (systemd) works the
+ *                     same way for fds 3..3+LISTEN_FDS-1.
+ *   redis://HOST[:PORT]/STREAM[?group=G&consumer=C&reply=K&claim=MS&dead=N&prefetch=N]
+ *                     a Redis stream through rq: listening opens a worker,
+ *                     dialling a producer; one connection either way, whose
+ *                     messages come whole from rq_take and go out by rq_send.
+ *
+ * Connections. Every stream is non-blocking and carries msgpack objects back
+ * to back. Reads go into the connection's msg_dec in big chunks; each whole
+ * message goes to on_msg, a rejected one to on_bad (the stream goes on), lost
+ * framing or a cut message ends the connection with on_close(why). io_send
+ * appends whole messages to a write queue, written before the loop sleeps in
+ * poll, or at once when more than IO_FLUSH_AT bytes wait; what the peer does
+ * not take is written on POLLOUT. While more than IO_HIGH_WATER bytes wait for
+ * a peer, the loop stops reading from it (a client that sends without reading
+ * cannot grow our memory). SIGPIPE is ignored; sockets are written with
+ * MSG_NOSIGNAL, and EPIPE ends the connection like any write error.
+ *
+ * Ownership. The loop owns its listeners, connections and watches; nothing is
+ * freed inside a callback: closing marks an object dead and the loop's sweep
+ * (in io_loop_run_once, or at once outside it) calls on_close and frees it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "die.h"
+#include "io.h"
+#include "rq.h"
+
+#define IO_FLUSH_AT  (64 * 1024)   /* queued bytes written at once, not at sleep */
+#define IO_HIGH_WATER (4 << 20)    /* queued bytes above which a peer is not read */
+#define IO_ACCEPT_MAX 64           /* accepts per wake-up of one listener */
+#define IO_READS_MAX 4             /* reads per wake-up of one connection */
+
+typedef struct io_listener {
+	int fd;
+	char *name;            /* the endpoint, prefix of its connections' names */
+	char *path;            /* unix: the file we bound, removed at free */
+	dev_t dev;
+	ino_t ino;
+	int tcp;               /* accepted connections get TCP_NODELAY */
+	const msg_limits *lim; /* the owner's, for its connections */
+} io_listener;
+
+typedef struct io_watch {
+	int fd;
+	short events;
+	void (*cb)(io_loop *l, int fd, short revents, void *ud);
+	void *ud;
+	int dead;
+} io_watch;
+
+struct io_conn {
+	io_loop *loop;
+	int rfd, wfd;          /* one socket twice, or stdin and stdout */
+	int sock;              /* wfd is a socket: send(MSG_NOSIGNAL), shutdown */
+	int stdio;             /* rfd 0 and wfd 1, which are never closed */
+	int rflags, wflags;    /* stdio: file status flags to put back (-1: none) */
+	int nonblock;          /* rfd is non-blocking: several reads per wake-up */
+	int blocking;          /* io_flush waits until all is written */
+	msg_dec dec;
+	char *wbuf;            /* the write queue: wbuf[woff..wlen) */
+	size_t woff, wlen, wcap;
+	int eof;               /* the peer sent no more */
+	int shut;              /* io_shutdown asked: half-close once flushed */
+	int wdone;             /* our write side is closed */
+	int dead;              /* finished: the sweep notifies (if notify) and frees */
+	int notify;            /* call on_close at the sweep */
+	const char *why;       /* its reason, NULL for a clean end */
+	char whybuf[192];
+	rq *q;                 /* redis: the queue, instead of rfd/wfd */
+	msgpack_zone zone;     /* redis: objects of the message in on_msg */
+	const msg_limits *lim;
+	char *name;
+	void *data;
+};
+
+enum { P_LISTENER, P_WATCH, P_CONN };
+
+struct io_loop {
+	io_handler h;
+	void *ud;
+	io_listener **ls;
+	size_t nls;
+	io_conn **cs;
+	size_t ncs;
+	io_watch **ws;
+	size_t nws;
+	struct pollfd *pfd;    /* rebuilt before each poll */
+	void **pobj;
+	char *ptype;
+	size_t pcap;
+	int running;           /* inside io_loop_run_once: free nothing but in sweep */
+	int have_stdio;
+};
+
+static void sweep(io_loop *l);
+static int conn_flush(io_conn *c);
+
+/* ---- helpers ------------------------------------------------------------- */
+
+
+static char *
+xprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	s = xmalloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(s, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return s;
+}
+
+static char *
+xstrndup(const char *s, size_t n)
+{
+	char *d = xmalloc(n + 1);
+
+	memcpy(d, s, n);
+	d[n] = 0;
+	return d;
+}
+
+/* Appends one pointer to a growing array of pointers. */
+static void
+push(void ***arr, size_t *n, void *p)
+{
+	*arr = xrealloc(*arr, (*n + 1) * sizeof **arr);
+	(*arr)[(*n)++] = p;
+}
+
+static int
+set_nonblock(int fd, int on)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0)
+		return -1;
+	fl = on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK;
+	return fcntl(fd, F_SETFL, fl);
+}
+
+static void
+set_cloexec(int fd)
+{
+	int fl = fcntl(fd, F_GETFD);
+
+	if (fl >= 0)
+		fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+}
+
+static int
+is_socket(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+static int
+is_pipe_or_socket(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && (S_ISSOCK(st.st_mode) || S_ISFIFO(st.st_mode));
+}
+
+/* ---- parsing endpoints ----------------------------------------------------- */
+
+static int
+parse_uint(const char *s, size_t n, unsigned long max, unsigned long *v)
+{
+	unsigned long x = 0;
+	size_t i;
+
+	if (!n || n > 10)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		x = x * 10 + (unsigned long)(s[i] - '0');
+	}
+	if (x > max)
+		return -1;
+	*v = x;
+	return 0;
+}
+
+/* HOST:PORT or [V6]:PORT in s[0..n); port optional when dflt is given. */
+static int
+parse_hostport(const char *s, size_t n, const char *dflt, io_addr *a,
+	       char *err, size_t errlen)
+{
+	const char *hend, *colon;
+	unsigned long port;
+	size_t hl;
+
+	if (n && s[0] == '[') {
+		hend = memchr(s, ']', n);
+		if (!hend || hend == s + 1) {
+			seterr(err, errlen, "bad IPv6 address in \"%.*s\"", (int)n, s);
+			return -1;
+		}
+		a->host = xstrndup(s + 1, (size_t)(hend - s - 1));
+		colon = hend + 1 < s + n ? hend + 1 : NULL;
+		if (colon && *colon != ':') {
+			seterr(err, errlen, "junk after ] in \"%.*s\"", (int)n, s);
+			return -1;
+		}
+	} else {
+		colon = memrchr(s, ':', n);
+		hl = colon ? (size_t)(colon - s) : n;
+		if (!hl || memchr(s, ':', hl)) {
+			seterr(err, errlen, "bad host in \"%.*s\" (IPv6 goes in brackets)", (int)n, s);
+			return -1;
+		}
+		a->host = xstrndup(s, hl);
+	}
+	if (!colon) {
+		if (!dflt) {
+			seterr(err, errlen, "no port in \"%.*s\"", (int)n, s);
+			return -1;
+		}
+		a->port = xstrdup(dflt);
+		return 0;
+	}
+	colon++;
+	if (parse_uint(colon, (size_t)(s + n - colon), 65535, &port) < 0 || !port) {
+		seterr(err, errlen, "bad port in \"%.*s\"", (int)n, s);
+		return -1;
+	}
+	a->port = xstrndup(colon, (size_t)(s + n - colon));
+	return 0;
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* A %XX-decoded copy of s[0..n), NULL if a % escape is bad or yields NUL. */
+static char *
+unescape(const char *s, size_t n)
+{
+	char *d = xmalloc(n + 1), *o = d;
+	size_t i;
+	int hi, lo;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] != '%') {
+			*o++ = s[i];
+			continue;
+		}
+		if (i + 2 >= n)
+			goto bad;
+		hi = hexval((unsigned char)s[i + 1]);
+		lo = hi < 0 ? -1 : hexval((unsigned char)s[i + 2]);
+		if (lo < 0 || (hi == 0 && lo == 0))
+			goto bad;
+		*o++ = (char)(hi << 4 | lo);
+		i += 2;
+	}
+	*o = 0;
+	return d;
+bad:
+	free(d);
+	return NULL;
+}
+
+/* One key=value of a redis query. */
+static int
+redis_param(io_addr *a, const char *p, size_t n, char *err, size_t errlen)
+{
+	const char *eq = memchr(p, '=', n);
+	size_t kl = eq ? (size_t)(eq - p) : n, vl = eq ? n - kl - 1 : 0;
+	const char *v = eq ? eq + 1 : "";
+	unsigned long x;
+	char **sp = NULL;
+	unsigned *up = NULL;
+
+	if (kl == 5 && !memcmp(p, "group", 5))
+		sp = &a->group;
+	else if (kl == 8 && !memcmp(p, "consumer", 8))
+		sp = &a->consumer;
+	else if (kl == 5 && !memcmp(p, "reply", 5))
+		sp = &a->reply;
+	else if (kl == 5 && !memcmp(p, "claim", 5))
+		up = &a->claim_ms;
+	else if (kl == 4 && !memcmp(p, "dead", 4))
+		up = &a->max_deliver;
+	else if (kl == 8 && !memcmp(p, "prefetch", 8))
+		up = &a->prefetch;
+	if (!sp && !up) {
+		seterr(err, errlen, "unknown redis parameter \"%.*s\"", (int)kl, p);
+		return -1;
+	}
+	if (sp) {
+		free(*sp);
+		*sp = vl ? unescape(v, vl) : NULL;
+		if (!*sp) {
+			seterr(err, errlen, "bad value for redis parameter \"%.*s\"", (int)kl, p);
+			return -1;
+		}
+		return 0;
+	}
+	if (parse_uint(v, vl, UINT_MAX, &x) < 0 || !x) {
+		seterr(err, errlen, "redis parameter \"%.*s\" needs a positive number", (int)kl, p);
+		return -1;
+	}
+	*up = (unsigned)x;
+	return 0;
+}
+
+static int
+parse_redis(const char *s, io_addr *a, char *err, size_t errlen)
+{
+	const char *slash = strchr(s, '/'), *q, *p, *amp;
+
+	a->kind = IO_REDIS;
+	a->claim_ms = 30000;
+	a->max_deliver = 5;
+	a->prefetch = 64;
+	if (!slash || slash == s) {
+		seterr(err, errlen, "redis endpoint needs redis://HOST[:PORT]/STREAM");
+		return -1;
+	}
+	if (memchr(s, '@', (size_t)(slash - s))) {
+		seterr(err, errlen, "redis user or password in the endpoint is not supported");
+		return -1;
+	}
+	if (parse_hostport(s, (size_t)(slash - s), "6379", a, err, errlen) < 0)
+		return -1;
+	q = strchr(slash + 1, '?');
+	a->stream = q == slash + 1 ? NULL : unescape(slash + 1, q ? (size_t)(q - slash - 1) : strlen(slash + 1));
+	if (!a->stream || !*a->stream) {
+		seterr(err, errlen, "redis endpoint has no stream name (or a bad %% escape)");
+		return -1;
+	}
+	for (p = q ? q + 1 : NULL; p && *p; p = amp ? amp + 1 : NULL) {
+		amp = strchr(p, '&');
+		if (redis_param(a, p, amp ? (size_t)(amp - p) : strlen(p), err, errlen) < 0)
+			return -1;
+	}
+	if (!a->group)
+		a->group = xstrdup("sluice");
+	return 0;
+}
+
+int
+io_addr_parse(const char *ep, io_addr *a, char *err, size_t errlen)
+{
+	io_addr z = IO_ADDR_ZERO;
+	unsigned long fd;
+	int r = -1;
+
+	*a = z;
+	if (!ep || !*ep) {
+		seterr(err, errlen, "empty endpoint");
+	} else if (!strcmp(ep, "-")) {
+		r = 0;
+	} else if (!strncmp(ep, "unix:", 5)) {
+		a->kind = IO_UNIX;
+		if (!ep[5])
+			seterr(err, errlen, "unix endpoint has no path");
+		else if (strlen(ep + 5) >= sizeof ((struct sockaddr_un *)0)->sun_path)
+			seterr(err, errlen, "unix socket path is too long: %s", ep + 5);
+		else
+			a->path = xstrdup(ep + 5), r = 0;
+	} else if (!strncmp(ep, "tcp:", 4)) {
+		a->kind = IO_TCP;
+		r = parse_hostport(ep + 4, strlen(ep + 4), NULL, a, err, errlen);
+	} else if (!strncmp(ep, "fd:", 3)) {
+		a->kind = IO_FD;
+		if (parse_uint(ep + 3, strlen(ep + 3), INT_MAX, &fd) < 0)
+			seterr(err, errlen, "bad descriptor number in \"%s\"", ep);
+		else
+			a->fd = (int)fd, r = 0;
+	} else if (!strncmp(ep, "redis://", 8)) {
+		r = parse_redis(ep + 8, a, err, errlen);
+	} else {
+		seterr(err, errlen, "unknown endpoint \"%s\" (want -, unix:PATH, tcp:HOST:PORT, fd:N or redis://HOST:PORT/STREAM)", ep);
+	}
+	if (r < 0)
+		io_addr_free(a);
+	return r;
+}
+
+void
+io_addr_free(io_addr *a)
+{
+	io_addr z = IO_ADDR_ZERO;
+
+	if (!a)
+		return;
+	free(a->path);
+	free(a->host);
+	free(a->port);
+	free(a->stream);
+	free(a->group);
+	free(a->consumer);
+	free(a->reply);
+	*a = z;
+}
+
+/* ---- the loop ------------------------------------------------------------- */
+
+io_loop *
+io_loop_new(const io_handler *h, void *ud)
+{
+	io_loop *l = xcalloc(1, sizeof *l);
+
+	if (h)
+		l->h = *h;
+	l->ud = ud;
+	/* a reader that goes away must give EPIPE, not kill the program */
+	signal(SIGPIPE, SIG_IGN);
+	return l;
+}
+
+static void
+listener_free(io_listener *ls)
+{
+	struct stat st;
+
+	if (ls->path && stat(ls->path, &st) == 0 && st.st_dev == ls->dev && st.st_ino == ls->ino)
+		unlink(ls->path);
+	close(ls->fd);
+	free(ls->path);
+	free(ls->name);
+	free(ls);
+}
+
+void
+io_loop_free(io_loop *l)
+{
+	size_t i;
+
+	if (!l)
+		return;
+	l->running = 1;   /* io_close must not sweep while we walk the array */
+	for (i = 0; i < l->ncs; i++)
+		io_close(l->cs[i]);
+	l->running = 0;
+	sweep(l);
+	for (i = 0; i < l->nls; i++)
+		listener_free(l->ls[i]);
+	for (i = 0; i < l->nws; i++)
+		free(l->ws[i]);
+	free(l->ls);
+	free(l->cs);
+	free(l->ws);
+	free(l->pfd);
+	free(l->pobj);
+	free(l->ptype);
+	free(l);
+}
+
+size_t
+io_loop_nconns(const io_loop *l)
+{
+	size_t i, n = 0;
+
+	for (i = 0; l && i < l->ncs; i++)
+		n += !l->cs[i]->dead;
+	return n;
+}
+
+int
+io_loop_watch(io_loop *l, int fd, short events,
+	      void (*cb)(io_loop *l, int fd, short revents, void *ud), void *ud)
+{
+	io_watch *w = xcalloc(1, sizeof *w);
+
+	w->fd = fd;
+	w->events = events;
+	w->cb = cb;
+	w->ud = ud;
+	push((void ***)&l->ws, &l->nws, w);
+	return 0;
+}
+
+void
+io_loop_unwatch(io_loop *l, int fd)
+{
+	size_t i;
+
+	for (i = 0; i < l->nws; i++)
+		if (l->ws[i]->fd == fd)
+			l->ws[i]->dead = 1;
+	if (!l->running)
+		sweep(l);
+}
+
+void
+io_ready(int fd)
+{
+	ssize_t r;
+
+	if (fd < 0)
+		return;
+	do
+		r = write(fd, "\n", 1);
+	while (r < 0 && errno == EINTR);
+	close(fd);
+}
+
+/* ---- connections: life and death -------------------------------------------- */
+
+static io_conn *
+conn_new(io_loop *l, int rfd, int wfd, char *name, const msg_limits *lim)
+{
+	io_conn *c = xcalloc(1, sizeof *c);
+
+	c->loop = l;
+	c->rfd = rfd;
+	c->wfd = wfd;
+	c->rflags = c->wflags = -1;
+	c->name = name;
+	c->lim = lim;
+	msg_dec_init(&c->dec, lim);
+	if (rfd >= 0 && rfd == wfd) {
+		c->sock = is_socket(rfd);
+		set_nonblock(rfd, 1);
+		c->nonblock = 1;
+	}
+	push((void ***)&l->cs, &l->ncs, c);
+	return c;
+}
+
+/* Ends c: the sweep calls on_close(why) if notify, then frees it. */
+static void
+conn_end(io_conn *c, int notify, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->dead)
+		return;
+	c->dead = 1;
+	c->notify = notify;
+	c->why = NULL;
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(c->whybuf, sizeof c->whybuf, fmt, ap);
+		va_end(ap);
+		c->why = c->whybuf;
+	}
+}
+
+static void
+stdout_release(io_conn *c)
+{
+	int fd;
+
+	if (c->wfd < 0)
+		return;
+	if (c->wflags >= 0)
+		fcntl(c->wfd, F_SETFL, c->wflags);
+	/* the reader must see EOF, yet fd 1 must stay taken */
+	fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0 && fd != 1) {
+		dup2(fd, 1);
+		close(fd);
+	}
+	c->wfd = -1;
+}
+
+static void
+conn_free(io_conn *c)
+{
+	if (c->q)
+		rq_close(c->q);
+	if (c->q)
+		msgpack_zone_destroy(&c->zone);
+	if (c->stdio) {
+		if (c->rflags >= 0)
+			fcntl(0, F_SETFL, c->rflags);
+		stdout_release(c);
+		c->loop->have_stdio = 0;
+	} else {
+		if (c->rfd >= 0)
+			close(c->rfd);
+		if (c->wfd >= 0 && c->wfd != c->rfd)
+			close(c->wfd);
+	}
+	msg_dec_free(&c->dec);
+	free(c->wbuf);
+	free(c->name);
+	free(c);
+}
+
+/* Calls on_close for what ended, then frees every dead object. */
+static void
+sweep(io_loop *l)
+{
+	size_t i, j;
+	int again;
+
+	do {
+		again = 0;
+		for (i = 0; i < l->ncs; i++) {
+			io_conn *c = l->cs[i];
+
+			if (!c->dead || !c->notify)
+				continue;
+			c->notify = 0;
+			again = 1;
+			if (l->h.on_close)
+				l->h.on_close(l, c, c->why, l->ud);
+		}
+	} while (again);
+	for (i = j = 0; i < l->ncs; i++) {
+		if (l->cs[i]->dead)
+			conn_free(l->cs[i]);
+		else
+			l->cs[j++] = l->cs[i];
+	}
+	l->ncs = j;
+	for (i = j = 0; i < l->nws; i++) {
+		if (l->ws[i]->dead)
+			free(l->ws[i]);
+		else
+			l->ws[j++] = l->ws[i];
+	}
+	l->nws = j;
+}
+
+/* Both sides are done: a clean end. */
+static void
+conn_check_done(io_conn *c)
+{
+	if (c->eof && c->wdone)
+		conn_end(c, 1, NULL);
+}
+
+/* The queue is empty after io_shutdown: close our write side. */
+static void
+conn_half_close(io_conn *c)
+{
+	c->wdone = 1;
+	if (c->stdio)
+		stdout_release(c);
+	else if (c->sock)
+		shutdown(c->wfd, SHUT_WR);
+	conn_check_done(c);
+}
+
+/* ---- connections: writing ------------------------------------------------- */
+
+static void
+queue_append(io_conn *c, const void *p, size_t n)
+{
+	size_t need;
+
+	if (c->woff && c->wlen + n > c->wcap) {
+		memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff);
+		c->wlen -= c->woff;
+		c->woff = 0;
+	}
+	need = c->wlen + n;
+	if (need > c->wcap) {
+		c->wcap = c->wcap ? c->wcap : 16384;
+		while (c->wcap < need)
+			c->wcap *= 2;
+		c->wbuf = xrealloc(c->wbuf, c->wcap);
+	}
+	memcpy(c->wbuf + c->wlen, p, n);
+	c->wlen += n;
+}
+
+/* Writes what the peer takes without waiting. 0 ok (maybe some left), -1 ended. */
+static int
+conn_flush(io_conn *c)
+{
+	ssize_t n;
+
+	while (!c->dead && c->woff < c->wlen) {
+		if (c->sock)
+			n = send(c->wfd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL | MSG_DONTWAIT);
+		else
+			n = write(c->wfd, c->wbuf + c->woff, c->wlen - c->woff);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n < 0) {
+			conn_end(c, 1, "unable to write to %s: %s", c->name, strerror(errno));
+			return -1;
+		}
+		c->woff += (size_t)n;
+	}
+	if (c->dead)
+		return -1;
+	c->woff = c->wlen = 0;
+	if (c->wcap > (1 << 20)) {   /* a burst is over: give its memory back */
+		free(c->wbuf);
+		c->wbuf = NULL;
+		c->wcap = 0;
+	}
+	if (c->shut && !c->wdone)
+		conn_half_close(c);
+	return 0;
+}
+
+int
+io_send(io_conn *c, const void *bytes, size_t n)
+{
+	if (!c || c->dead || c->shut)
+		return -1;
+	if (c->q)
+		return rq_send(c->q, bytes, n);
+	queue_append(c, bytes, n);
+	if (c->wlen - c->woff > IO_FLUSH_AT)
+		conn_flush(c);
+	return c->dead ? -1 : 0;
+}
+
+int
+io_flush(io_conn *c)
+{
+	struct pollfd p;
+
+	if (!c || c->dead)
+		return -1;
+	if (c->q)
+		return 0;
+	while (conn_flush(c) == 0 && c->blocking && c->woff < c->wlen) {
+		p.fd = c->wfd;
+		p.events = POLLOUT;
+		if (poll(&p, 1, -1) < 0 && errno != EINTR) {
+			conn_end(c, 1, "unable to poll %s: %s", c->name, strerror(errno));
+			break;
+		}
+	}
+	return c->dead ? -1 : 0;
+}
+
+void
+io_shutdown(io_conn *c)
+{
+	if (!c || c->dead || c->shut)
+		return;
+	c->shut = 1;
+	if (c->q) {              /* nothing of ours to half-close: done writing */
+		c->wdone = 1;
+		c->eof = 1;
+		conn_end(c, 1, NULL);
+		return;
+	}
+	conn_flush(c);
+}
+
+void
+io_close(io_conn *c)
+{
+	if (!c || c->dead)
+		return;
+	if (!c->q)
+		conn_flush(c);   /* best effort, never waits */
+	c->dead = 1;
+	c->notify = 0;
+	if (!c->loop->running)
+		sweep(c->loop);
+}
+
+void
+io_conn_set_blocking(io_conn *c, int on)
+{
+	if (c)
+		c->blocking = on;
+}
+
+void
+io_conn_set_data(io_conn *c, void *p)
+{
+	c->data = p;
+}
+
+void *
+io_conn_data(const io_conn *c)
+{
+	return c->data;
+}
+
+const char *
+io_conn_name(const io_conn *c)
+{
+	return c->name;
+}
+
+size_t
+io_conn_queued(const io_conn *c)
+{
+	return c && !c->dead ? c->wlen - c->woff : 0;
+}
+
+/* ---- connections: reading ------------------------------------------------- */
+
+/* Hands every whole message buffered in c to the owner. */
+static void
+conn_dispatch(io_conn *c)
+{
+	io_loop *l = c->loop;
+	const char *err = NULL;
+	msg m = MSG_ZERO;
+	int r;
+
+	while (!c->dead) {
+		r = msg_dec_next(&c->dec, &m, &err);
+		if (r == MSG_NEED)
+			break;
+		if (r == MSG_GOT && l->h.on_msg)
+			l->h.on_msg(l, c, &m, l->ud);
+		else if (r == MSG_BAD && l->h.on_bad)
+			l->h.on_bad(l, c, err, l->ud);
+		else if (r == MSG_BROKEN)
+			conn_end(c, 1, "%s", err ? err : "broken stream");
+	}
+}
+
+static void
+conn_eof(io_conn *c)
+{
+	io_loop *l = c->loop;
+
+	if (msg_dec_pending(&c->dec)) {
+		conn_end(c, 1, "connection closed in the middle of a message");
+		return;
+	}
+	c->eof = 1;
+	if (c->stdio && c->rflags >= 0)
+		fcntl(0, F_SETFL, c->rflags), c->rflags = -1;
+	if (l->h.on_eof)
+		l->h.on_eof(l, c, l->ud);
+	else
+		io_shutdown(c);
+	if (!c->dead)
+		conn_check_done(c);
+}
+
+static void
+conn_read(io_conn *c)
+{
+	size_t avail;
+	ssize_t n;
+	char *p;
+	int i;
+
+	for (i = 0; i < IO_READS_MAX && !c->dead && !c->eof; i++) {
+		if (c->wlen - c->woff > IO_HIGH_WATER)
+			break;
+		p = msg_dec_space(&c->dec, &avail);
+		n = read(c->rfd, p, avail);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n < 0 && errno == ECONNRESET && !msg_dec_pending(&c->dec)) {
+			conn_end(c, 1, "connection reset by peer");
+			break;
+		}
+		if (n < 0) {
+			conn_end(c, 1, "unable to read from %s: %s", c->name, strerror(errno));
+			break;
+		}
+		if (n == 0) {
+			conn_eof(c);
+			break;
+		}
+		msg_dec_commit(&c->dec, (size_t)n);
+		conn_dispatch(c);
+		if (!c->nonblock)
+			break;   /* a blocking descriptor is read once per POLLIN */
+	}
+}
+
+/* A Redis connection: whole messages from rq. */
+static void
+conn_take(io_conn *c)
+{
+	io_loop *l = c->loop;
+	const char *err = NULL;
+	msg m = MSG_ZERO;
+	char *data;
+	size_t n;
+	int r;
+
+	while (!c->dead) {
+		r = rq_take(c->q, &data, &n);
+		if (r == 0)
+			break;
+		if (r < 0) {
+			conn_end(c, 1, "redis queue %s closed", c->name);
+			break;
+		}
+		msgpack_zone_clear(&c->zone);
+		r = msg_unpack(data, n, c->lim, &c->zone, &m, &err);
+		if (r == MSG_GOT && l->h.on_msg)
+			l->h.on_msg(l, c, &m, l->ud);
+		else if (r != MSG_GOT && l->h.on_bad)
+			l->h.on_bad(l, c, err, l->ud);
+		free(data);
+	}
+}
+
+/* ---- making connections and listeners ------------------------------------- */
+
+static void
+opened(io_loop *l, io_conn *c)
+{
+	if (l->h.on_open)
+		l->h.on_open(l, c, l->ud);
+}
+
+static io_conn *
+conn_stdio(io_loop *l, const io_opts *o, char *err, size_t errlen)
+{
+	io_conn *c;
+
+	if (l->have_stdio) {
+		seterr(err, errlen, "stdin/stdout is already an endpoint of this program");
+		return NULL;
+	}
+	c = conn_new(l, 0, 1, xstrdup("-"), o->lim);
+	c->stdio = 1;
+	c->sock = is_socket(1);
+	if (is_pipe_or_socket(0)) {
+		c->rflags = fcntl(0, F_GETFL);
+		set_nonblock(0, 1);
+		c->nonblock = 1;
+	}
+	if (is_pipe_or_socket(1)) {
+		c->wflags = fcntl(1, F_GETFL);
+		set_nonblock(1, 1);
+	}
+	l->have_stdio = 1;
+	opened(l, c);
+	return c;
+}
+
+static io_conn *
+conn_redis(io_loop *l, const io_addr *a, const char *ep, int worker, const io_opts *o,
+	   char *err, size_t errlen)
+{
+	io_conn *c;
+	rq *q;
+
+	q = worker ? rq_open_worker(a, o->lim, err, errlen) : rq_open_producer(a, o->lim, err, errlen);
+	if (!q)
+		return NULL;
+	c = conn_new(l, -1, -1, xstrdup(ep), o->lim);
+	c->q = q;
+	if (!msgpack_zone_init(&c->zone, MSGPACK_ZONE_CHUNK_SIZE))
+		die_x(EXIT_SYS, "unable to allocate memory: msgpack zone");
+	opened(l, c);
+	return c;
+}
+
+static void
+tcp_nodelay(int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static io_listener *
+listener_add(io_loop *l, int fd, const char *name, const msg_limits *lim)
+{
+	io_listener *ls = xcalloc(1, sizeof *ls);
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+
+	ls->fd = fd;
+	ls->name = xstrdup(name);
+	ls->lim = lim;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+		ls->tcp = ss.ss_family == AF_INET || ss.ss_family == AF_INET6;
+	set_nonblock(fd, 1);
+	push((void ***)&l->ls, &l->nls, ls);
+	return ls;
+}
+
+static void
+listener_accept(io_loop *l, io_listener *ls)
+{
+	io_conn *c;
+	int i, fd;
+
+	for (i = 0; i < IO_ACCEPT_MAX; i++) {
+		fd = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0 && (errno == EINTR || errno == ECONNABORTED))
+			continue;
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				warn_sys("unable to accept on %s", ls->name);
+			return;
+		}
+		if (ls->tcp)
+			tcp_nodelay(fd);
+		c = conn_new(l, fd, fd, xprintf("%s#%d", ls->name, fd), ls->lim);
+		opened(l, c);
+	}
+}
+
+/* A descriptor handed to us (fd:N, LISTEN_FDS): listener or one stream. */
+static int
+take_fd(io_loop *l, int fd, const char *name, const io_opts *o, char *err, size_t errlen)
+{
+	int acc = 0;
+	socklen_t sl = sizeof acc;
+
+	if (fcntl(fd, F_GETFD) < 0) {
+		seterr(err, errlen, "unable to use %s: %s", name, strerror(errno));
+		return -1;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &sl) == 0 && acc) {
+		listener_add(l, fd, name, o->lim);
+		return 0;
+	}
+	opened(l, conn_new(l, fd, fd, xprintf("%s#%d", name, fd), o->lim));
+	return 0;
+}
+
+static int
+bind_mode(int fd, const struct sockaddr_un *sa, mode_t mode)
+{
+	mode_t old = umask(~mode & 0777);
+	int r = bind(fd, (const struct sockaddr *)sa, sizeof *sa);
+
+	umask(old);
+	return r;
+}
+
+/* PATH is taken: remove it only if it is a socket nobody answers on. */
+static int
+unix_stale(const struct sockaddr_un *sa, const char *ep, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd, r;
+
+	if (lstat(sa->sun_path, &st) < 0) {
+		seterr(err, errlen, "unable to listen on %s: %s", ep, strerror(errno));
+		return -1;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		seterr(err, errlen, "unable to listen on %s: %s exists and is not a socket", ep, sa->sun_path);
+		return -1;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		seterr(err, errlen, "unable to create socket: %s", strerror(errno));
+		return -1;
+	}
+	r = connect(fd, (const struct sockaddr *)sa, sizeof *sa);
+	close(fd);
+	if (r == 0) {
+		seterr(err, errlen, "unable to listen on %s: address in use (a live socket answers there)", ep);
+		return -1;
+	}
+	if (errno != ECONNREFUSED) {
+		seterr(err, errlen, "unable to listen on %s: %s", ep, strerror(errno));
+		return -1;
+	}
+	if (unlink(sa->sun_path) < 0 && errno != ENOENT) {
+		seterr(err, errlen, "unable to remove stale socket %s: %s", sa->sun_path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void
+unix_sockaddr(struct sockaddr_un *sa, const char *path)
+{
+	memset(sa, 0, sizeof *sa);
+	sa->sun_family = AF_UNIX;
+	snprintf(sa->sun_path, sizeof sa->sun_path, "%s", path);
+}
+
+static int
+listen_unix(io_loop *l, const io_addr *a, const char *ep, const io_opts *o,
+	    char *err, size_t errlen)
+{
+	struct sockaddr_un sa;
+	io_listener *ls;
+	struct stat st;
+	int fd, r = -1;
+
+	unix_sockaddr(&sa, a->path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		seterr(err, errlen, "unable to create socket: %s", strerror(errno));
+		return -1;
+	}
+	if (bind_mode(fd, &sa, o->mode) < 0) {
+		if (errno != EADDRINUSE) {
+			seterr(err, errlen, "unable to listen on %s: %s", ep, strerror(errno));
+			goto out;
+		}
+		if (unix_stale(&sa, ep, err, errlen) < 0)
+			goto out;
+		if (bind_mode(fd, &sa, o->mode) < 0) {
+			seterr(err, errlen, "unable to listen on %s: %s", ep, strerror(errno));
+			goto out;
+		}
+	}
+	if (chmod(a->path, o->mode) < 0 || listen(fd, o->backlog) < 0 || stat(a->path, &st) < 0) {
+		seterr(err, errlen, "unable to listen on %s: %s", ep, strerror(errno));
+		unlink(a->path);
+		goto out;
+	}
+	ls = listener_add(l, fd, ep, o->lim);
+	ls->path = xstrdup(a->path);
+	ls->dev = st.st_dev;
+	ls->ino = st.st_ino;
+	fd = -1;
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+static int
+resolve(const io_addr *a, int passive, struct addrinfo **res, const char *ep,
+	char *err, size_t errlen)
+{
+	struct addrinfo hints = {0};
+	const char *host = a->host;
+	int r;
+
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = passive ? AI_PASSIVE : 0;
+	if (passive && !strcmp(host, "*"))
+		host = NULL;
+	r = getaddrinfo(host, a->port, &hints, res);
+	if (r) {
+		seterr(err, errlen, "unable to resolve %s: %s", ep, gai_strerror(r));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+listen_tcp(io_loop *l, const io_addr *a, const char *ep, const io_opts *o,
+	   char *err, size_t errlen)
+{
+	struct addrinfo *res, *ai;
+	int fd = -1, one = 1, e = 0;
+
+	if (resolve(a, 1, &res, ep, err, errlen) < 0)
+		return -1;
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd < 0) {
+			e = errno;
+			continue;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, o->backlog) == 0)
+			break;
+		e = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		seterr(err, errlen, "unable to listen on %s: %s", ep, strerror(e ? e : EADDRNOTAVAIL));
+		return -1;
+	}
+	listener_add(l, fd, ep, o->lim);
+	return 0;
+}
+
+static const io_opts *
+opts_or_default(const io_opts *o)
+{
+	static const io_opts dflt = IO_OPTS_DEFAULT;
+
+	return o ? o : &dflt;
+}
+
+int
+io_loop_listen(io_loop *l, const char *ep, const io_opts *o, char *err, size_t errlen)
+{
+	io_addr a = IO_ADDR_ZERO;
+	int r = -1;
+
+	o = opts_or_default(o);
+	if (io_addr_parse(ep, &a, err, errlen) < 0)
+		return -1;
+	switch (a.kind) {
+	case IO_STDIO:
+		r = conn_stdio(l, o, err, errlen) ? 0 : -1;
+		break;
+	case IO_UNIX:
+		r = listen_unix(l, &a, ep, o, err, errlen);
+		break;
+	case IO_TCP:
+		r = listen_tcp(l, &a, ep, o, err, errlen);
+		break;
+	case IO_FD:
+		r = take_fd(l, a.fd, ep, o, err, errlen);
+		break;
+	case IO_REDIS:
+		r = conn_redis(l, &a, ep, 1, o, err, errlen) ? 0 : -1;
+		break;
+	}
+	io_addr_free(&a);
+	return r;
+}
+
+int
+io_loop_listen_inherited(io_loop *l, const io_opts *o)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	unsigned long p, n, i;
+	char name[32], err[256];
+	int got = 0;
+
+	o = opts_or_default(o);
+	if (!pid || !fds || parse_uint(pid, strlen(pid), LONG_MAX, &p) < 0 ||
+	    (pid_t)p != getpid() || parse_uint(fds, strlen(fds), 1024, &n) < 0)
+		return 0;
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	for (i = 0; i < n; i++) {
+		snprintf(name, sizeof name, "fd:%lu", 3 + i);
+		set_cloexec((int)(3 + i));
+		if (take_fd(l, (int)(3 + i), name, o, err, sizeof err) < 0)
+			warn_x("%s", err);
+		else
+			got++;
+	}
+	return got;
+}
+
+static int
+dial_unix(const io_addr *a, const char *ep, char *err, size_t errlen)
+{
+	struct sockaddr_un sa;
+	int fd;
+
+	unix_sockaddr(&sa, a->path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		seterr(err, errlen, "unable to create socket: %s", strerror(errno));
+		return -1;
+	}
+	while (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		if (errno == EINTR)
+			continue;
+		seterr(err, errlen, "unable to connect to %s: %s", ep, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int
+dial_tcp(const io_addr *a, const char *ep, char *err, size_t errlen)
+{
+	struct addrinfo *res, *ai;
+	int fd = -1, e = 0;
+
+	if (resolve(a, 0, &res, ep, err, errlen) < 0)
+		return -1;
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		e = errno;
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		seterr(err, errlen, "unable to connect to %s: %s", ep, strerror(e ? e : EHOSTUNREACH));
+	else
+		tcp_nodelay(fd);
+	return fd;
+}
+
+io_conn *
+io_loop_dial(io_loop *l, const char *ep, const io_opts *o, char *err, size_t errlen)
+{
+	io_addr a = IO_ADDR_ZERO;
+	io_conn *c = NULL;
+	int fd = -1;
+
+	o = opts_or_default(o);
+	if (io_addr_parse(ep, &a, err, errlen) < 0)
+		return NULL;
+	if (a.kind == IO_STDIO)
+		c = conn_stdio(l, o, err, errlen);
+	else if (a.kind == IO_REDIS)
+		c = conn_redis(l, &a, ep, 0, o, err, errlen);
+	else if (a.kind == IO_UNIX)
+		fd = dial_unix(&a, ep, err, errlen);
+	else if (a.kind == IO_TCP)
+		fd = dial_tcp(&a, ep, err, errlen);
+	else if (fcntl(a.fd, F_GETFD) < 0)
+		seterr(err, errlen, "unable to use %s: %s", ep, strerror(errno));
+	else
+		fd = a.fd;
+	if (fd >= 0) {
+		c = conn_new(l, fd, fd, xprintf("%s#%d", ep, fd), o->lim);
+		opened(l, c);
+	}
+	io_addr_free(&a);
+	return c;
+}
+
+/* ---- one turn of the loop --------------------------------------------------- */
+
+static void
+poll_add(io_loop *l, size_t *n, int fd, short events, int type, void *obj)
+{
+	if (*n == l->pcap) {
+		l->pcap = l->pcap ? 2 * l->pcap : 16;
+		l->pfd = xrealloc(l->pfd, l->pcap * sizeof *l->pfd);
+		l->pobj = xrealloc(l->pobj, l->pcap * sizeof *l->pobj);
+		l->ptype = xrealloc(l->ptype, l->pcap);
+	}
+	l->pfd[*n].fd = fd;
+	l->pfd[*n].events = events;
+	l->pfd[*n].revents = 0;
+	l->pobj[*n] = obj;
+	l->ptype[*n] = (char)type;
+	(*n)++;
+}
+
+static void
+poll_conn(io_loop *l, size_t *n, io_conn *c)
+{
+	int rd = !c->eof && c->wlen - c->woff <= IO_HIGH_WATER;
+	int wr = c->woff < c->wlen && !c->wdone;
+
+	if (c->q) {
+		poll_add(l, n, rq_fd(c->q), POLLIN, P_CONN, c);
+	} else if (c->rfd == c->wfd) {
+		if (rd || wr)
+			poll_add(l, n, c->rfd, (short)((rd ? POLLIN : 0) | (wr ? POLLOUT : 0)), P_CONN, c);
+	} else {
+		if (rd)
+			poll_add(l, n, c->rfd, POLLIN, P_CONN, c);
+		if (wr)
+			poll_add(l, n, c->wfd, POLLOUT, P_CONN, c);
+	}
+}
+
+static size_t
+poll_build(io_loop *l)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < l->nls; i++)
+		poll_add(l, &n, l->ls[i]->fd, POLLIN, P_LISTENER, l->ls[i]);
+	for (i = 0; i < l->nws; i++)
+		if (!l->ws[i]->dead)
+			poll_add(l, &n, l->ws[i]->fd, l->ws[i]->events, P_WATCH, l->ws[i]);
+	for (i = 0; i < l->ncs; i++)
+		if (!l->cs[i]->dead)
+			poll_conn(l, &n, l->cs[i]);
+	return n;
+}
+
+static void
+poll_dispatch_conn(io_conn *c, const struct pollfd *p)
+{
+	if (c->dead)
+		return;
+	if (c->q) {
+		conn_take(c);
+		return;
+	}
+	if (p->fd == c->wfd && (p->revents & (POLLOUT | POLLERR | POLLHUP)) && c->woff < c->wlen)
+		conn_flush(c);
+	if (!c->dead && p->fd == c->rfd && (p->revents & (POLLIN | POLLERR | POLLHUP)) && !c->eof)
+		conn_read(c);
+}
+
+static void
+flush_all(io_loop *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->ncs; i++)
+		if (!l->cs[i]->dead && l->cs[i]->woff < l->cs[i]->wlen)
+			conn_flush(l->cs[i]);
+}
+
+int
+io_loop_run_once(io_loop *l, int timeout_ms)
+{
+	size_t i, n;
+	int r;
+
+	l->running = 1;
+	sweep(l);
+	flush_all(l);   /* nothing waits in a buffer while we sleep */
+	sweep(l);
+	n = poll_build(l);
+	r = poll(l->pfd, n, timeout_ms);
+	if (r < 0 && errno != EINTR) {
+		l->running = 0;
+		return -1;
+	}
+	for (i = 0; r > 0 && i < n; i++) {
+		if (!l->pfd[i].revents)
+			continue;
+		if (l->ptype[i] == P_LISTENER)
+			listener_accept(l, l->pobj[i]);
+		else if (l->ptype[i] == P_WATCH && !((io_watch *)l->pobj[i])->dead)
+			((io_watch *)l->pobj[i])->cb(l, l->pfd[i].fd, l->pfd[i].revents,
+						     ((io_watch *)l->pobj[i])->ud);
+		else if (l->ptype[i] == P_CONN)
+			poll_dispatch_conn(l->pobj[i], &l->pfd[i]);
+	}
+	sweep(l);
+	l->running = 0;
+	return r < 0 ? 0 : r;
+}

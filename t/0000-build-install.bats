@@ -1,0 +1,46 @@
+#!/usr/bin/env bats
+# The build: every program answers -h, and `make install` puts programs, man
+# pages and share/ under PREFIX.
+
+load helpers/lib
+
+@test "every program prints usage with -h and exits 0" {
+	local p n=0
+	for p in "$SLUICE_BIN"/*; do
+		run "$p" -h
+		[ "$status" -eq 0 ] || { echo "$p -h: $status"; false; }
+		[[ "$output" == *"usage"* ]] || { echo "$p -h says: $output"; false; }
+		n=$((n + 1))
+	done
+	[ "$n" -ge 1 ]
+}
+
+@test "an unknown option is a usage error: exit 100 and prog: usage:" {
+	local p
+	for p in "$SLUICE_BIN"/*; do
+		run "$p" --no-such-option
+		[ "$status" -eq 100 ] || { echo "$p: $status"; false; }
+		[[ "$output" == "$(basename "$p"): usage: "* ]] || { echo "$p says: $output"; false; }
+	done
+}
+
+@test "make install PREFIX= DESTDIR= installs programs, man pages and share/" {
+	scratch
+	run make -C "$SLUICE_ROOT" -s install DESTDIR="$T/root" PREFIX=/opt/sl
+	[ "$status" -eq 0 ]
+	[ -x "$T/root/opt/sl/bin/sluice" ]
+	[ -f "$T/root/opt/sl/share/man/man1/sluice.1" ]
+	[ -f "$T/root/opt/sl/share/man/man7/sluice.7" ]
+	[ -f "$T/root/opt/sl/share/sluice/deps.sh" ]
+	run "$T/root/opt/sl/bin/sluice" -h
+	[ "$status" -eq 0 ]
+}
+
+@test "man pages render without warnings" {
+	local m
+	for m in "$SLUICE_ROOT"/man/man*/*.[17]; do
+		run sh -c "MANWIDTH=80 man --warnings -l '$m' 2>&1 >/dev/null"
+		[ "$status" -eq 0 ]
+		[ -z "$output" ] || { echo "$m: $output"; false; }
+	done
+}

@@ -1,0 +1,236 @@
+/* Unit tests of lib/io: endpoint parsing, and the loop over a socketpair
+ * (whole messages, a message cut by the peer's hang-up, a broken stream). */
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "io.h"
+#include "tap.h"
+
+static int
+parses(const char *ep, io_addr *a)
+{
+	char err[256] = "";
+	int r = io_addr_parse(ep, a, err, sizeof err);
+
+	if (r < 0 && !*err)
+		printf("# %s: no error message\n", ep);
+	return r == 0;
+}
+
+static int
+refused(const char *ep)
+{
+	io_addr a = IO_ADDR_ZERO;
+	char err[256] = "";
+	int r = io_addr_parse(ep, &a, err, sizeof err);
+
+	printf("# %s -> %s\n", ep, err);
+	return r < 0 && *err && a.host == NULL && a.path == NULL;
+}
+
+static int
+streq(const char *a, const char *b)
+{
+	return a && b && !strcmp(a, b);
+}
+
+static void
+test_parse(void)
+{
+	io_addr a = IO_ADDR_ZERO;
+
+	ok(parses("-", &a) && a.kind == IO_STDIO, "- is stdio");
+	io_addr_free(&a);
+	ok(parses("unix:/run/x.sock", &a) && a.kind == IO_UNIX && streq(a.path, "/run/x.sock"), "unix path");
+	io_addr_free(&a);
+	ok(parses("tcp:127.0.0.1:8080", &a) && a.kind == IO_TCP && streq(a.host, "127.0.0.1") &&
+	   streq(a.port, "8080"), "tcp ipv4");
+	io_addr_free(&a);
+	ok(parses("tcp:[::1]:9", &a) && streq(a.host, "::1") && streq(a.port, "9"), "tcp ipv6 in brackets");
+	io_addr_free(&a);
+	ok(parses("tcp:localhost:65535", &a) && streq(a.host, "localhost"), "tcp host name");
+	io_addr_free(&a);
+	ok(parses("tcp:*:80", &a) && streq(a.host, "*"), "tcp any address");
+	io_addr_free(&a);
+	ok(parses("fd:3", &a) && a.kind == IO_FD && a.fd == 3, "fd:3");
+	io_addr_free(&a);
+	ok(parses("redis://127.0.0.1/sl:jobs", &a) && a.kind == IO_REDIS && streq(a.host, "127.0.0.1") &&
+	   streq(a.port, "6379") && streq(a.stream, "sl:jobs") && streq(a.group, "sluice") &&
+	   !a.consumer && !a.reply && a.claim_ms == 30000 && a.max_deliver == 5 && a.prefetch == 64,
+	   "redis defaults");
+	io_addr_free(&a);
+	ok(parses("redis://[::1]:7000/s?group=g&consumer=c%3A1&reply=r&claim=500&dead=3&prefetch=8", &a) &&
+	   streq(a.host, "::1") && streq(a.port, "7000") && streq(a.stream, "s") && streq(a.group, "g") &&
+	   streq(a.consumer, "c:1") && streq(a.reply, "r") && a.claim_ms == 500 && a.max_deliver == 3 &&
+	   a.prefetch == 8, "redis with every parameter");
+	io_addr_free(&a);
+	ok(a.kind == IO_STDIO && a.fd == -1 && !a.host, "io_addr_free leaves a zero address");
+
+	ok(refused(""), "empty");
+	ok(refused("http://x"), "unknown scheme");
+	ok(refused("stdin"), "a bare word");
+	ok(refused("unix:"), "unix without a path");
+	ok(refused("unix:/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+	   "unix path too long");
+	ok(refused("tcp:127.0.0.1"), "tcp without a port");
+	ok(refused("tcp::80"), "tcp without a host");
+	ok(refused("tcp:1.2.3.4:0"), "tcp port 0");
+	ok(refused("tcp:1.2.3.4:65536"), "tcp port too big");
+	ok(refused("tcp:1.2.3.4:http"), "tcp port not numeric");
+	ok(refused("tcp:::1:80"), "bare ipv6");
+	ok(refused("tcp:[::1]80"), "junk after ]");
+	ok(refused("tcp:[]:80"), "empty brackets");
+	ok(refused("fd:"), "fd without a number");
+	ok(refused("fd:-1"), "fd negative");
+	ok(refused("fd:3x"), "fd junk");
+	ok(refused("fd:99999999999"), "fd too big");
+	ok(refused("redis://host"), "redis without a stream");
+	ok(refused("redis://host/"), "redis empty stream");
+	ok(refused("redis://host:port/s"), "redis bad port");
+	ok(refused("redis://u:p@host/s"), "redis password");
+	ok(refused("redis://host/s?bogus=1"), "redis unknown parameter");
+	ok(refused("redis://host/s?dead=0"), "redis dead 0");
+	ok(refused("redis://host/s?claim=x"), "redis claim not a number");
+	ok(refused("redis://host/s?group="), "redis empty group");
+	ok(refused("redis://host/s%zz"), "redis bad escape");
+}
+
+/* ---- the loop over a socketpair ------------------------------------------- */
+
+typedef struct seen {
+	int msgs, bad, closed, eof;
+	char why[128];
+} seen;
+
+static void
+on_msg(io_loop *l, io_conn *c, const msg *m, void *ud)
+{
+	(void)l, (void)m;
+	((seen *)ud)->msgs++;
+	io_send(c, m->raw, m->len);   /* echo */
+}
+
+static void
+on_bad(io_loop *l, io_conn *c, const char *why, void *ud)
+{
+	(void)l, (void)c, (void)why;
+	((seen *)ud)->bad++;
+}
+
+static void
+on_close(io_loop *l, io_conn *c, const char *why, void *ud)
+{
+	seen *s = ud;
+
+	(void)l, (void)c;
+	s->closed++;
+	snprintf(s->why, sizeof s->why, "%s", why ? why : "");
+}
+
+static io_loop *
+pair_loop(seen *s, int *peer)
+{
+	static const io_handler h = {0, on_msg, on_bad, on_close, 0};
+	char ep[32], err[256];
+	io_loop *l = io_loop_new(&h, s);
+	int sv[2];
+
+	memset(s, 0, sizeof *s);
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		return NULL;
+	snprintf(ep, sizeof ep, "fd:%d", sv[0]);
+	if (io_loop_listen(l, ep, NULL, err, sizeof err) < 0)
+		printf("# %s\n", err);
+	*peer = sv[1];
+	return l;
+}
+
+static void
+spin(io_loop *l, int n)
+{
+	while (n-- > 0)
+		io_loop_run_once(l, 50);
+}
+
+static void
+test_loop(void)
+{
+	/* {"id":"a"} {"id":"b"} as bytes; then half of a third */
+	static const char two[] = "\x81\xa2id\xa1" "a" "\x81\xa2id\xa1" "b";
+	char back[64];
+	seen s;
+	io_loop *l;
+	ssize_t n;
+	int peer;
+
+	l = pair_loop(&s, &peer);
+	ok(l && io_loop_nconns(l) == 1, "a connected fd is one connection");
+	ok(write(peer, two, sizeof two - 1) == (ssize_t)sizeof two - 1, "peer writes two messages");
+	spin(l, 2);
+	ok(s.msgs == 2, "two messages decoded");
+	n = read(peer, back, sizeof back);
+	ok(n == (ssize_t)sizeof two - 1 && !memcmp(back, two, sizeof two - 1), "echoed byte for byte");
+	ok(write(peer, "\x81\xa2i", 3) == 3, "peer writes half a message");
+	close(peer);
+	spin(l, 3);
+	ok(s.closed == 1 && !strcmp(s.why, "connection closed in the middle of a message"),
+	   "hang-up mid-message: %s", s.why);
+	ok(io_loop_nconns(l) == 0, "connection freed");
+	io_loop_free(l);
+
+	l = pair_loop(&s, &peer);
+	ok(write(peer, "\x81\xa2id\xc1", 5) == 5, "peer writes a never-used byte");
+	spin(l, 2);
+	ok(s.closed == 1 && *s.why, "broken stream ends the connection: %s", s.why);
+	close(peer);
+	io_loop_free(l);
+
+	l = pair_loop(&s, &peer);
+	ok(write(peer, two, sizeof two - 1) == (ssize_t)sizeof two - 1, "two more");
+	shutdown(peer, SHUT_WR);
+	spin(l, 3);
+	n = read(peer, back, sizeof back);
+	ok(n == (ssize_t)sizeof two - 1, "answers arrive after the peer half-closed");
+	ok(read(peer, back, sizeof back) == 0, "then EOF");
+	ok(s.closed == 1 && !*s.why, "clean close");
+	close(peer);
+	io_loop_free(l);
+}
+
+/* Several live connections with queued output: io_loop_free frees them all
+ * (the asan build's leak check is the real assertion). */
+static void
+test_free(void)
+{
+	static const io_handler h = {0};
+	char ep[32], err[256];
+	io_loop *l = io_loop_new(&h, NULL);
+	int sv[2], i, peers[3], opened = 0;
+	io_conn *c;
+
+	for (i = 0; i < 3; i++) {
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+			break;
+		snprintf(ep, sizeof ep, "fd:%d", sv[0]);
+		c = io_loop_dial(l, ep, NULL, err, sizeof err);
+		opened += c && io_send(c, "\x80", 1) == 0;
+		peers[i] = sv[1];
+	}
+	ok(opened == 3 && io_loop_nconns(l) == 3, "three connections with output queued");
+	io_loop_free(l);
+	ok(read(peers[0], err, 1) == 1 && read(peers[0], err, 1) == 0, "freeing flushed and closed them");
+	for (i = 0; i < 3; i++)
+		close(peers[i]);
+}
+
+int
+main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	test_parse();
+	test_loop();
+	test_free();
+	return done_testing();
+}

@@ -1,0 +1,28 @@
+/* chat: chat templates. Detects the template in tokenizer.chat_template the
+ * way llama.cpp does and renders messages into the prompt text the model was
+ * trained on (chatml, smollm, llama3, llama2/mistral, gemma, phi3, zephyr). */
+#ifndef SLUICE_CHAT_H
+#define SLUICE_CHAT_H
+
+#include <stddef.h>
+
+typedef struct chat_msg {
+	const char *role;
+	size_t role_len;
+	const char *content;
+	size_t content_len;
+} chat_msg;
+
+/* A template id from its name ("chatml", "llama3", ...) or -1. */
+int chat_by_name(const char *name);
+/* The template id a Jinja template's text is detected as, or -1 (unknown). */
+int chat_detect(const char *jinja);
+const char *chat_name(int id);
+/* "chatml, smollm, llama3, ..." for error messages and usage texts */
+const char *chat_known(void);
+/* Renders msgs into a malloc'd NUL-terminated string (*out, *outlen).
+ * add_assistant: append the generation prompt. 0 ok, -1 with err. */
+int chat_render(int id, const chat_msg *msgs, size_t n, int add_assistant,
+		char **out, size_t *outlen, char *err, size_t errlen);
+
+#endif

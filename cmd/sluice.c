@@ -6,8 +6,9 @@
 #include "cat.h"
 #include "die.h"
 #include "fetch.h"
+#include "ggufcmd.h"
 
-#define USAGE "sluice cat [-j|-m] [-i json|msgpack] [-u endpoint] [-t ms] | sluice model fetch|path"
+#define USAGE "sluice cat [-j|-m] [-i json|msgpack] [-u endpoint] [-t ms] | sluice model fetch|path|synth | sluice gguf info|tensors|kv FILE"
 
 int
 main(int argc, char **argv)
@@ -21,6 +22,8 @@ main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "cat"))
 		return cat_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "gguf"))
+		return ggufcmd_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "model"))
 		return fetch_main(argc - 1, argv + 1);
 	die_usage(USAGE);

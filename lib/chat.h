@@ -15,7 +15,11 @@ typedef struct chat_msg {
 
 /* A template id from its name ("chatml", "llama3", ...) or -1. */
 int chat_by_name(const char *name);
-/* The template id a Jinja template's text is detected as, or -1 (unknown). */
+/* The template id a Jinja template's text is detected as, or -1 (unknown).
+ * An exact name is taken first, then llama.cpp's marker tests in its order;
+ * -1 also for the families llama.cpp knows that we do not render (granite,
+ * rwkv-world, ...). A chatml template carrying SmolLM2's default system
+ * prompt is "smollm" (llama.cpp says chatml and drops that prompt). */
 int chat_detect(const char *jinja);
 const char *chat_name(int id);
 /* "chatml, smollm, llama3, ..." for error messages and usage texts */

@@ -17,6 +17,7 @@
 
 #include "die.h"
 #include "fetch.h"
+#include "synth.h"
 #include "sha256.h"
 
 #define MODEL_FILE "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -28,7 +29,7 @@
  * sha256=sXnJUj0Oag-YozDHVitoJ1Cm-MjBXlvHDqNzcoEQ21M. */
 #define MODEL_SHA256 "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
-#define USAGE "sluice model fetch|path|check [file]"
+#define USAGE "sluice model fetch|path|check [file]|synth [options]"
 
 /* ---------------------------------------------------------------- paths */
 
@@ -359,6 +360,7 @@ static const char help[] =
 	"                else the cached default); exit 1 if no file is there yet\n"
 	"  check [file]  compare the sha256 of file (default: the path above) with the\n"
 	"                default model's; exit 0 same, 1 different\n"
+	"  synth ...     write a small llama GGUF with random weights (sluice model synth --help)\n"
 	"exit status: 0 ok, 1 no, 100 usage, 111 failure\n";
 
 static int
@@ -447,5 +449,7 @@ fetch_main(int argc, char **argv)
 		free(p);
 		return code;
 	}
+	if (!strcmp(argv[1], "synth"))
+		return synth_main(argc - 1, argv + 1);
 	return usage();
 }

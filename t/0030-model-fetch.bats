@@ -186,12 +186,12 @@ only() {
 
 @test "model: usage, -h, check" {
 	run --separate-stderr "${MODEL[@]}" -h
-	[ "$status" -eq 0 ] && [[ "$output" == "usage: sluice model fetch|path|check [file]"* ]]
+	[ "$status" -eq 0 ] && [[ "$output" == "usage: sluice model fetch|path|check [file]|synth [options]"* ]]
 	for args in "" "nosuch" "fetch extra" "path extra" "check a b"; do
 		# shellcheck disable=SC2086
 		run --separate-stderr "${MODEL[@]}" $args
 		[ "$status" -eq 100 ] || { echo "'$args': $status"; false; }
-		[ "$stderr" = "sluice: usage: sluice model fetch|path|check [file]" ]
+		[ "$stderr" = "sluice: usage: sluice model fetch|path|check [file]|synth [options]" ]
 	done
 	echo hello >"$T/f"
 	run --separate-stderr "${MODEL[@]}" check "$T/f"

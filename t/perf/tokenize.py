@@ -32,14 +32,22 @@ def wait4(p):
 
 
 def run_ours(model, path):
+    """Wall time and peak RSS (KB) of tokenize on path. The RSS comes from
+    /usr/bin/time: a child forked from this Python process (with llama.cpp
+    loaded) would report the parent's pages in its own ru_maxrss."""
+    rss_file = os.path.join(tempfile.gettempdir(), "sluice-perf-rss.%d" % os.getpid())
     with open(path, "rb") as f, open(os.devnull, "wb") as null:
         t0 = time.monotonic()
-        p = subprocess.Popen([TOKENIZE, "-m", model, "-i", "text", "-c"], stdin=f, stdout=null)
+        p = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", rss_file,
+                              TOKENIZE, "-m", model, "-i", "text", "-c"], stdin=f, stdout=null)
         status, ru = wait4(p)
         wall = time.monotonic() - t0
     if status:
         sys.exit("tokenize failed: status %d" % status)
-    return wall, ru.ru_maxrss
+    with open(rss_file) as f:
+        rss = int(f.read().split()[-1])
+    os.unlink(rss_file)
+    return wall, rss
 
 
 def hf_tokenizer(model):

@@ -11,10 +11,11 @@
 
 #include "die.h"
 #include "gguf.h"
+#include "quant.h"
 #include "synth.h"
 
 #define USAGE "sluice model synth [-o OUT] [--vocab FROM.gguf] [--dim N] [--layers N] [--heads N] " \
-	"[--kv-heads N] [--ff N] [--ctx N] [--vocab-size N] [--type f32|f16|bf16|q8_0] [--seed N] " \
+	"[--kv-heads N] [--ff N] [--ctx N] [--vocab-size N] [--type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1] [--seed N] " \
 	"[--rope-base F] [--tied|--untied]"
 
 /* ------------------------------------------------------------- numbers */
@@ -100,6 +101,9 @@ encode(const float *x, size_t n, uint32_t t, uint8_t *out)
 			memcpy(out + 2 * i, &h, 2);
 		}
 		return n * 2;
+	case 2: case 3: case 6: case 7: /* Q4_0, Q4_1, Q5_0, Q5_1 */
+		quant_quantize_row(t, x, out, n);
+		return quant_row_bytes(t, n);
 	default: /* Q8_0: blocks of 32, d = max|x| / 127 as f16, then 32 int8 (ggml's reference quantizer) */
 		for (i = 0; i < n; i += 32) {
 			float amax = 0, d, id;
@@ -293,11 +297,14 @@ synth_main(int argc, char **argv)
 			else if (!strcmp(optarg, "f16")) o.type = 1, o.file_type = 1;
 			else if (!strcmp(optarg, "bf16")) o.type = 30, o.file_type = 32;
 			else if (!strcmp(optarg, "q8_0")) o.type = 8, o.file_type = 7;
-			else if (!strcmp(optarg, "q4_0") || !strcmp(optarg, "q4_1") || !strcmp(optarg, "q4_k")
-			    || !strcmp(optarg, "q6_k"))
-				die_x(EXIT_USAGE, "--type %s needs the quantizer (lib/quant), which is not there yet: use f32, f16, bf16 or q8_0", optarg);
+			else if (!strcmp(optarg, "q4_0")) o.type = 2, o.file_type = 2;
+			else if (!strcmp(optarg, "q4_1")) o.type = 3, o.file_type = 3;
+			else if (!strcmp(optarg, "q5_0")) o.type = 6, o.file_type = 8;
+			else if (!strcmp(optarg, "q5_1")) o.type = 7, o.file_type = 9;
+			else if (!strcmp(optarg, "q4_k") || !strcmp(optarg, "q6_k"))
+				die_x(EXIT_USAGE, "--type %s needs the quantizer (lib/quant), which is not there yet: use f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1", optarg);
 			else
-				die_x(EXIT_USAGE, "--type %s is unknown: use f32, f16, bf16 or q8_0", optarg);
+				die_x(EXIT_USAGE, "--type %s is unknown: use f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1", optarg);
 			break;
 		case 'H':
 			printf("usage: %s\n", USAGE);
@@ -316,8 +323,8 @@ synth_main(int argc, char **argv)
 			(unsigned long long)o.heads, (unsigned long long)o.kv_heads);
 	hd = o.dim / o.heads;
 	kvd = hd * o.kv_heads;
-	if (o.type == 8 && (o.dim % 32 || o.ff % 32))
-		die_x(EXIT_USAGE, "--type q8_0 needs --dim and --ff to be multiples of 32");
+	if (quant_block_size(o.type) == 32 && (o.dim % 32 || o.ff % 32))
+		die_x(EXIT_USAGE, "--type %s needs --dim and --ff to be multiples of 32", gguf_type_name(o.type));
 
 	w = gguf_w_new(o.out);
 	ntok = NTINY;
@@ -336,7 +343,7 @@ synth_main(int argc, char **argv)
 	if (gguf_w_str(w, "general.architecture", "llama", 5) < 0
 	    || gguf_w_str(w, "general.name", "sluice synth", 12) < 0
 	    || gguf_w_u32(w, "general.file_type", o.file_type) < 0
-	    || (o.type == 8 && gguf_w_u32(w, "general.quantization_version", 2) < 0)
+	    || (quant_block_size(o.type) == 32 && gguf_w_u32(w, "general.quantization_version", 2) < 0)
 	    || gguf_w_u32(w, "llama.context_length", o.ctx) < 0
 	    || gguf_w_u32(w, "llama.embedding_length", o.dim) < 0
 	    || gguf_w_u32(w, "llama.block_count", o.layers) < 0

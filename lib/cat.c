@@ -51,16 +51,6 @@ typedef struct pendtab {
 	size_t total;          /* sum of the counts */
 } pendtab;
 
-static uint64_t
-hash(const char *p, size_t n)
-{
-	uint64_t h = 1469598103934665603ull;   /* FNV-1a */
-
-	while (n--)
-		h = (h ^ (unsigned char)*p++) * 1099511628211ull;
-	return h;
-}
-
 static pend **
 pend_find(pendtab *t, const char *id, size_t n)
 {
@@ -70,7 +60,7 @@ pend_find(pendtab *t, const char *id, size_t n)
 		t->nb = 1024;
 		t->b = xcalloc(t->nb, sizeof *t->b);
 	}
-	for (pp = &t->b[hash(id, n) & (t->nb - 1)]; *pp; pp = &(*pp)->next)
+	for (pp = &t->b[msg_hash_id(id, n) & (t->nb - 1)]; *pp; pp = &(*pp)->next)
 		if ((*pp)->n == n && !memcmp((*pp)->id, id, n))
 			break;
 	return pp;
@@ -87,8 +77,10 @@ pend_grow(pendtab *t)
 	for (i = 0; i < nb; i++)
 		for (e = old[i]; e; e = next) {
 			next = e->next;
-			e->next = t->b[hash(e->id, e->n) & (t->nb - 1)];
-			t->b[hash(e->id, e->n) & (t->nb - 1)] = e;
+			pend **slot = &t->b[msg_hash_id(e->id, e->n) & (t->nb - 1)];
+
+			e->next = *slot;
+			*slot = e;
 		}
 	free(old);
 }

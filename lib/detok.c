@@ -212,22 +212,12 @@ text_out(run *r, const char *p, size_t n)
 	r->nl = p[n - 1] == '\n';
 }
 
-static uint64_t
-hash(const char *p, size_t n)
-{
-	uint64_t h = 1469598103934665603ull;   /* FNV-1a */
-
-	while (n--)
-		h = (h ^ (unsigned char)*p++) * 1099511628211ull;
-	return h;
-}
-
 static req **
 find(run *r, const char *id, size_t n)
 {
 	req **pp;
 
-	for (pp = &r->b[hash(id, n) & (r->nb - 1)]; *pp; pp = &(*pp)->next)
+	for (pp = &r->b[msg_hash_id(id, n) & (r->nb - 1)]; *pp; pp = &(*pp)->next)
 		if ((*pp)->n == n && !memcmp((*pp)->id, id, n))
 			break;
 	return pp;
@@ -242,8 +232,10 @@ grow(run *r)
 	for (i = 0; i < r->nb; i++)
 		for (q = r->b[i]; q; q = next) {
 			next = q->next;
-			q->next = b[hash(q->id, q->n) & (nb - 1)];
-			b[hash(q->id, q->n) & (nb - 1)] = q;
+			req **slot = &b[msg_hash_id(q->id, q->n) & (nb - 1)];
+
+			q->next = *slot;
+			*slot = q;
 		}
 	free(r->b);
 	r->b = b;

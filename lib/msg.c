@@ -839,3 +839,13 @@ msg_pk_error(msgpack_packer *pk, const char *id, size_t idlen,
 	msg_pk_str(pk, "message");
 	msg_pk_str(pk, message ? message : "");
 }
+
+uint64_t
+msg_hash_id(const char *id, size_t n)
+{
+	uint64_t h = 14695981039346656037ull;   /* FNV-1a 64-bit offset basis */
+
+	while (n--)
+		h = (h ^ (unsigned char)*id++) * 1099511628211ull;
+	return h;
+}

@@ -98,6 +98,9 @@ int msg_bool(const msg *m, const char *key, int *v);
 int msg_check_request(const msg *m, char *err, size_t errlen);
 int msg_check_event(const msg *m, char *err, size_t errlen);
 
+/* FNV-1a of a request id, for the tables that route events by id. */
+uint64_t msg_hash_id(const char *id, size_t n);
+
 /* ---- writing ----------------------------------------------------------- */
 
 /* A packer that appends to a msgpack_sbuffer (which the caller initialises). */

@@ -26,6 +26,14 @@ BIN ?= bin
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Ilib $(PKG_CFLAGS) $(CFLAGS)
 ALL_LIBS   = $(PKG_LIBS) -lm -lpthread
 
+# make OPENBLAS=1: F32/F16/BF16 weights against 32 or more activation rows
+# go through OpenBLAS's sgemm (faster on float models; but sgemm sums in its
+# own order, so on those types a request's numbers then depend on the batch).
+ifeq ($(OPENBLAS),1)
+ALL_CFLAGS += -DSLUICE_OPENBLAS
+ALL_LIBS   += -lopenblas
+endif
+
 LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
 LIBA     := $(B)/libsluice.a
@@ -101,12 +109,13 @@ install: all
 	install -m 644 $(wildcard man/man7/*.7) $(DESTDIR)$(PREFIX)/share/man/man7/
 	cp -R share/. $(DESTDIR)$(PREFIX)/share/sluice/
 
-# Until the engine lands (issue "infer-cpu"), the demo fetches the default
-# model and shows the request stream of examples/ going through the protocol.
+# The main job on the default model: chat and completion requests from
+# examples/ through tokenize | infer-cpu | detokenize, answers on stdout
+# (one paragraph per request, in the order they finish).
 demo: deps
 	$(MAKE) -s all
 	bin/sluice model fetch
-	bin/sluice cat -m < examples/requests.jsonl | bin/sluice cat
+	bin/tokenize < examples/chat.jsonl | bin/infer-cpu | bin/detokenize -o text
 
 bench: all
 	@sh t/perf/run

@@ -5,11 +5,42 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "cpu.h"
 #include "die.h"
+#include "infer.h"
 #include "quantize.h"
 
-#define USAGE "quantize [-t TYPE | -r RECIPE] [-j THREADS] [--keep GLOB]... [--report FILE.json] [-q] [-n] in.gguf [out.gguf]"
+#define USAGE "quantize [-t TYPE | -r RECIPE] [-j THREADS] [--keep GLOB]... [--report FILE.json] [--eval TEXT [--eval-ctx N]] [-q] [-n] in.gguf [out.gguf]"
+
+/* Perplexity of the text under the model before and after: what the
+ * quantization costs, measured with the engine (infer-cpu --perplexity). */
+static int
+evaluate(const char *in, const char *out, const char *text, uint32_t ctx, int threads)
+{
+	const char *path[2] = { in, out };
+	double ppl[2], nll;
+	size_t ntok, scored;
+	char err[512];
+	int i;
+
+	if (threads <= 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		threads = n > 0 ? (int)n : 1;
+	}
+	for (i = 0; i < 2; i++) {
+		if (infer_perplexity_file(path[i], &cpu_infer_backend, threads, text, ctx, &ppl[i], &nll,
+					  &ntok, &scored, err, sizeof err) < 0)
+			die_x(EXIT_SYS, "unable to evaluate: %s", err);
+		if (!scored)
+			die_x(EXIT_NO, "unable to evaluate: %s has %zu tokens, fewer than one chunk of %u",
+			      text, ntok, ctx);
+	}
+	printf("perplexity before %.4f after %.4f change %+.2f%% (%zu tokens scored, ctx %u)\n",
+	       ppl[0], ppl[1], (ppl[1] / ppl[0] - 1) * 100, scored, ctx);
+	return 0;
+}
 
 int
 main(int argc, char **argv)
@@ -17,13 +48,16 @@ main(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "keep", required_argument, 0, 'K' },
 		{ "report", required_argument, 0, 'R' },
+		{ "eval", required_argument, 0, 'E' },
+		{ "eval-ctx", required_argument, 0, 'C' },
 		{ "dry-run", no_argument, 0, 'n' },
 		{ "quiet", no_argument, 0, 'q' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	quantize_opts o = QUANTIZE_OPTS_ZERO;
-	const char *tname = 0, *rname = 0;
+	const char *tname = 0, *rname = 0, *eval = 0;
+	long ectx = 512;
 	char *end;
 	long j;
 	int c;
@@ -43,6 +77,12 @@ main(int argc, char **argv)
 			break;
 		case 'K': o.keep[o.n_keep++] = optarg; break;
 		case 'R': o.report = optarg; break;
+		case 'E': eval = optarg; break;
+		case 'C':
+			ectx = strtol(optarg, &end, 10);
+			if (*optarg < '0' || *optarg > '9' || *end || ectx < 2 || ectx > 1 << 20)
+				die_x(EXIT_USAGE, "--eval-ctx %s: must be 2..1048576", optarg);
+			break;
 		case 'q': o.quiet = 1; break;
 		case 'n': o.dry_run = 1; break;
 		case 'h':
@@ -60,7 +100,11 @@ main(int argc, char **argv)
 		die_x(EXIT_USAGE, "unknown recipe \"%s\"; known: %s", rname, quantize_recipes_known());
 	if (argc - optind != 2 && !(o.dry_run && argc - optind == 1))
 		die_usage(USAGE);
+	if (eval && o.dry_run)
+		die_x(EXIT_USAGE, "--eval needs an output file, not -n");
 	c = quantize_run(argv[optind], o.dry_run ? NULL : argv[optind + 1], &o);
 	free(o.keep);
+	if (c == 0 && eval)
+		c = evaluate(argv[optind], argv[optind + 1], eval, (uint32_t)ectx, o.threads);
 	return c;
 }

@@ -609,7 +609,8 @@ static const struct keytype request_keys[] = {
 	{"top_p", T_NUM}, {"min_p", T_NUM}, {"repeat_penalty", T_NUM},
 	{"presence_penalty", T_NUM}, {"frequency_penalty", T_NUM}, {"seed", T_NUM},
 	{"stop", T_STRS}, {"stream", T_BOOL}, {"priority", T_INT},
-	{"timeout_ms", T_UINT}, {"cancel", T_BOOL},
+	{"timeout_ms", T_UINT}, {"cancel", T_BOOL}, {"ignore_eos", T_BOOL},
+	{"logprobs", T_UINT},
 };
 
 static const struct keytype event_keys[] = {

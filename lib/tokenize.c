@@ -357,10 +357,8 @@ pack_ids(msgpack_packer *pk, const tok_ids *ids)
 		msgpack_pack_uint32(pk, ids->v[i]);
 }
 
-/* Tokenizes one request into ids: 0 done, 1 it has tokens already (*ntok
- * of them), -1 not answerable (err says why). */
-static int
-encode(const tok *t, const tokenize_opts *o, int chat, const msg *m, tok_ids *ids,
+int
+tokenize_encode(const tok *t, const tokenize_opts *o, int chat, const msg *m, tok_ids *ids,
        size_t *ntok, char *err, size_t errlen)
 {
 	const msgpack_object *tokens, *msgs;
@@ -435,7 +433,7 @@ tokenize_request(const tok *t, const tokenize_opts *o, int chat, const msg *m,
 
 	if (msg_str(m, "id", &s, &n) == 1)
 		id = s, idlen = n;
-	rc = encode(t, o, chat, m, ids, &ntok, err, sizeof err);
+	rc = tokenize_encode(t, o, chat, m, ids, &ntok, err, sizeof err);
 	if (rc < 0) {
 		msg_pk_error(pk, id, idlen, "bad_request", err);
 		return;
@@ -508,7 +506,7 @@ on_msg(const msg *m, void *ud)
 
 		if (msg_str(m, "id", &s, &n) == 1)
 			id = s, idlen = n;
-		rc = encode(r->t, r->o, r->chat, m, &r->ids, &ntok, err, sizeof err);
+		rc = tokenize_encode(r->t, r->o, r->chat, m, &r->ids, &ntok, err, sizeof err);
 		count_line(r, id, idlen, rc == 1 ? ntok : r->ids.n, rc < 0 ? err : 0);
 		return;
 	}

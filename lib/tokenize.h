@@ -77,6 +77,12 @@ typedef struct tokenize_opts {
  * the model's tokenizer.chat_template, chatml when it has none; -1 when the
  * model's template is not one chat knows. */
 int tokenize_chat_id(const tok *t, const tokenize_opts *o);
+/* Tokenizes one request into ids: 0 done, 1 it has "tokens" already (*ntok
+ * of them; ids untouched), -1 not answerable (err says why: a bad key type,
+ * no prompt, an unknown chat template). infer-cpu uses it for requests that
+ * come without tokens. */
+int tokenize_encode(const tok *t, const tokenize_opts *o, int chat, const msg *m, tok_ids *ids,
+		    size_t *ntok, char *err, size_t errlen);
 /* Tokenizes one request and packs the answer: m with "tokens" added (or
  * "prompt_tokens" with count), or an error event. ids is scratch space. */
 void tokenize_request(const tok *t, const tokenize_opts *o, int chat, const msg *m,

@@ -1,0 +1,778 @@
+/* cpu: the forward pass on the CPU. One step runs every token of every
+ * sequence in the batch through the layers together, so each weight matrix
+ * is read once per step whatever the batch holds; attention is per token
+ * and head over that sequence's blocks of the paged cache. Every operation
+ * on a token's row is independent of the rest of the batch, which is what
+ * makes the answers of a request the same alone or in any batch. */
+#include <immintrin.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu.h"
+#include "die.h"
+#include "dot.h"
+#include "pool.h"
+#include "quant.h"
+
+struct cpu {
+	const model *m;
+	pool *pool;
+	int nth;
+	int simd;                /* AVX2/F16C attention kernels */
+	uint32_t n_blocks, bs, max_tokens, max_out, max_ctx;
+	uint32_t qd, kvd, wide;  /* n_heads*head_dim, n_kv_heads*head_dim, max(dim, ff, qd) */
+	uint16_t *kc, *vc;       /* (n_layers, n_blocks, bs, kvd) F16 */
+	float *x;                /* (max_tokens, dim) the residual stream */
+	float *xn;               /* (max_tokens, wide) normalised input of a product */
+	float *q, *k, *v;        /* (max_tokens, qd | kvd | kvd) */
+	float *att;              /* (max_tokens, qd) */
+	float *g, *u;            /* (max_tokens, ff) */
+	float *tmp;              /* (max_tokens, dim) a product before it is added to x */
+	float *rope;             /* (max_tokens, rope_dim) cos, sin pairs per token */
+	float *scores;           /* (nth, max_ctx) */
+	unsigned char *xq;       /* (max_tokens, act bytes of wide) quantized activations */
+	size_t xq_stride;
+	uint32_t *tpart;         /* (max_tokens) the part each token belongs to */
+	uint32_t *tout;          /* (max_out) token index of each logits row */
+	float *outx;             /* (max_out, dim) */
+	const sched_batch *b;
+	char desc[64];
+};
+
+size_t
+cpu_block_bytes(const model *m, uint32_t block_size)
+{
+	return (size_t)2 * m->n_layers * block_size * m->n_kv_heads * m->head_dim * sizeof(uint16_t);
+}
+
+/* ------------------------------------------------------------- helpers */
+
+static void *
+big(size_t n, char *err, size_t errlen, const char *what)
+{
+	void *p = 0;
+
+	if (n == 0)
+		n = 64;
+	if (posix_memalign(&p, 64, n)) {
+		seterr(err, errlen, "unable to allocate %zu bytes for %s", n, what);
+		return 0;
+	}
+	return p;
+}
+
+/* e^x for 8 floats, the way ggml's AVX2 code computes it (x = n ln2 + b,
+ * a degree-5 polynomial in b, the exponent put in by integer add, with the
+ * wide-range path for |n| > 126). The constants are that algorithm's. The
+ * engine uses it wherever llama.cpp does (softmax, SiLU), so that its
+ * numbers are llama.cpp's bit for bit. */
+__attribute__((target("avx2,fma")))
+static __m256
+exp8(__m256 x)
+{
+	const __m256 r = _mm256_set1_ps(0x1.8p23f);
+	const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+	const __m256 n = _mm256_sub_ps(z, r);
+	const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+					  _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+	const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+	const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1))));
+	const __m256 an = _mm256_andnot_ps(_mm256_set1_ps(-0.f), n);
+	const __m256 c = _mm256_cmp_ps(an, _mm256_set1_ps(126), _CMP_GT_OQ);
+	const __m256 u = _mm256_mul_ps(b, b);
+	const __m256 j = _mm256_fmadd_ps(
+		_mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+				_mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+		u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+	__m256i g;
+	__m256 s1, s2, dd;
+
+	if (!_mm256_movemask_ps(c))
+		return _mm256_fmadd_ps(j, k, k);
+	/* |n| > 126: scale in two steps (or flush to 0 / inf past 192) */
+	g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+			     _mm256_set1_epi32((int)0x82000000u));
+	s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+	s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+	dd = _mm256_cmp_ps(an, _mm256_set1_ps(192), _CMP_GT_OQ);
+	return _mm256_or_ps(_mm256_and_ps(dd, _mm256_mul_ps(s1, s1)),
+			    _mm256_andnot_ps(dd, _mm256_or_ps(_mm256_and_ps(c, _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
+							      _mm256_andnot_ps(c, _mm256_fmadd_ps(k, j, k)))));
+}
+
+/* the sum of 8 lanes: (hi + lo), then pairs, then the last two (ggml's
+ * and tinyBLAS's horizontal sum) */
+__attribute__((target("avx2,fma")))
+static float
+hsum8(__m256 v)
+{
+	__m128 s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+/* y = silu(g) * u over n values: ggml's swiglu, x / (1 + e^-x) with exp8 */
+__attribute__((target("avx2,fma")))
+static void
+swiglu_avx2(float *y, const float *g, const float *u, uint32_t n)
+{
+	uint32_t i;
+
+	for (i = 0; i + 8 <= n; i += 8) {
+		__m256 x = _mm256_loadu_ps(g + i);
+		__m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+		__m256 si = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1), e));
+		_mm256_storeu_ps(y + i, _mm256_mul_ps(si, _mm256_loadu_ps(u + i)));
+	}
+	for (; i < n; i++)
+		y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static void
+swiglu(int simd, float *y, const float *g, const float *u, uint32_t n)
+{
+	uint32_t i;
+
+	if (simd) {
+		swiglu_avx2(y, g, u, n);
+		return;
+	}
+	for (i = 0; i < n; i++)
+		y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* RMSNorm of n values times w (ggml sums the squares in double) */
+static void
+rmsnorm(float *y, const float *x, const float *w, uint32_t n, float eps)
+{
+	double ss = 0;
+	float scale;
+	uint32_t i;
+
+	for (i = 0; i < n; i++)
+		ss += (double)(x[i] * x[i]);   /* the product in float, as ggml */
+	scale = 1.0f / sqrtf((float)(ss / n) + eps);
+	for (i = 0; i < n; i++)
+		y[i] = x[i] * scale * w[i];
+}
+
+/* ------------------------------------------------------------- products */
+
+/* Up to three matrices that read the same input rows. */
+typedef struct mm_job {
+	cpu *c;
+	uint32_t B;
+	int nmat;
+	const model_mat *w[3];
+	float *out[3];           /* (B, rows) each */
+	const float *bias[3];
+	int add;                 /* out[0] is added into c->x (rows == dim) */
+	/* preparing the input: */
+	int prep;                /* PREP_* */
+	const float *in;         /* (B, ld) */
+	size_t ld;
+	const float *norm;
+	uint32_t cols;
+} mm_job;
+
+enum { PREP_PLAIN, PREP_NORM, PREP_SWIGLU };
+
+static void
+prep_rows(mm_job *j, uint32_t b0, uint32_t b1)
+{
+	cpu *c = j->c;
+	uint32_t b, cols = j->cols;
+	uint32_t wt = j->w[0]->type;
+
+	for (b = b0; b < b1; b++) {
+		const float *src = j->in + (size_t)b * j->ld;
+		float *xn = c->xn + (size_t)b * c->wide;
+
+		if (j->prep == PREP_NORM) {
+			rmsnorm(xn, src, j->norm, cols, c->m->eps);
+			src = xn;
+		} else if (j->prep == PREP_SWIGLU) {
+			swiglu(c->simd, xn, src, c->u + (size_t)b * c->m->ff, cols);
+			src = xn;
+		}
+		dot_quantize_act(wt, src, c->xq + (size_t)b * c->xq_stride, cols);
+	}
+}
+
+static void
+prep_task(void *arg, int ith, int nth)
+{
+	mm_job *j = arg;
+	long lo, hi;
+
+	pool_split(ith, nth, j->B, 1, &lo, &hi);
+	prep_rows(j, (uint32_t)lo, (uint32_t)hi);
+}
+
+static void
+mm_task(void *arg, int ith, int nth)
+{
+	mm_job *j = arg;
+	cpu *c = j->c;
+	int k;
+
+	for (k = 0; k < j->nmat; k++) {
+		const model_mat *w = j->w[k];
+		long lo, hi;
+		uint32_t b, r;
+
+		pool_split(ith, nth, w->rows, 16, &lo, &hi);
+		if (lo >= hi)
+			continue;
+		dot_rows(w->type, w->data, (size_t)lo, (size_t)hi, w->cols, c->xq, c->xq_stride,
+			 j->B, j->out[k], w->rows);
+		if (j->bias[k])
+			for (b = 0; b < j->B; b++)
+				for (r = (uint32_t)lo; r < (uint32_t)hi; r++)
+					j->out[k][(size_t)b * w->rows + r] += j->bias[k][r];
+		if (j->add)
+			for (b = 0; b < j->B; b++) {
+				float *x = c->x + (size_t)b * c->m->dim;
+				const float *y = j->out[k] + (size_t)b * w->rows;
+				for (r = (uint32_t)lo; r < (uint32_t)hi; r++)
+					x[r] += y[r];
+			}
+	}
+}
+
+/* Prepares the input (serially when it is small: a pool run costs more)
+ * and runs the products. All matrices of a job share one activation type. */
+static void
+mm_run(cpu *c, mm_job *j)
+{
+	if ((size_t)j->B * j->cols < 16384)
+		prep_rows(j, 0, j->B);
+	else
+		pool_run(c->pool, prep_task, j);
+	pool_run(c->pool, mm_task, j);
+}
+
+/* ------------------------------------------------------------- rope, cache */
+
+/* cos/sin per rotated pair for every token's position, as ggml computes
+ * them: theta starts at the position and is multiplied by base^(-2/n) per
+ * pair, in float */
+static void
+rope_tables(cpu *c, const sched_batch *b)
+{
+	const model *m = c->m;
+	uint32_t half = m->rope_dim / 2, p, t, i;
+	float theta_scale = powf(m->rope_base, -2.0f / (float)m->rope_dim);
+
+	for (p = 0; p < b->n_parts; p++) {
+		const sched_part *pt = &b->parts[p];
+		for (t = 0; t < pt->n; t++) {
+			float *r = c->rope + (size_t)(pt->first + t) * m->rope_dim;
+			float theta = (float)(pt->pos + t) / m->rope_scale;
+
+			c->tpart[pt->first + t] = p;
+			for (i = 0; i < half; i++) {
+				float th = m->rope_freqs ? theta / m->rope_freqs[i] : theta;
+				r[2 * i] = cosf(th);
+				r[2 * i + 1] = sinf(th);
+				theta *= theta_scale;
+			}
+		}
+	}
+}
+
+/* the rotation of each pair, with the fused multiply-add ggml's compiled
+ * C++ gets (x0*c - x1*s is fma(x0, c, -(x1*s))): without it the results
+ * drift from llama.cpp's in the last bit */
+#define ROPE_BODY \
+	const model *m = c->m; \
+	uint32_t h, i, half = m->rope_dim / 2; \
+	for (h = 0; h < n_heads; h++) { \
+		float *v = x + (size_t)h * m->head_dim; \
+		for (i = 0; i < half; i++) { \
+			uint32_t a = m->rope_neox ? i : 2 * i; \
+			uint32_t bb = m->rope_neox ? i + half : 2 * i + 1; \
+			float x0 = v[a], x1 = v[bb], cs = r[2 * i], sn = r[2 * i + 1]; \
+			v[a] = fmaf(x0, cs, -(x1 * sn)); \
+			v[bb] = fmaf(x0, sn, x1 * cs); \
+		} \
+	}
+
+__attribute__((target("fma")))
+static void
+rope_fma(const cpu *c, float *x, const float *r, uint32_t n_heads)
+{
+	ROPE_BODY
+}
+
+/* the same through libm's fmaf (exact, slower) where there is no FMA */
+static void
+rope_libm(const cpu *c, float *x, const float *r, uint32_t n_heads)
+{
+	ROPE_BODY
+}
+
+static void
+rope_apply(const cpu *c, float *x, const float *r, uint32_t n_heads)
+{
+	if (c->simd)
+		rope_fma(c, x, r, n_heads);
+	else
+		rope_libm(c, x, r, n_heads);
+}
+
+static size_t
+cache_row(const cpu *c, uint32_t layer, const sched_part *pt, uint32_t pos)
+{
+	uint32_t blk = pt->blocks[pos / c->bs];
+
+	return (((size_t)layer * c->n_blocks + blk) * c->bs + pos % c->bs) * c->kvd;
+}
+
+typedef struct at_job {
+	cpu *c;
+	uint32_t layer;
+} at_job;
+
+/* RoPE on q and k of tokens [t0, t1), K and V into the cache */
+static void
+rope_store(cpu *c, uint32_t layer, uint32_t t0, uint32_t t1)
+{
+	const model *m = c->m;
+	const sched_batch *b = c->b;
+	uint32_t t;
+
+	for (t = t0; t < t1; t++) {
+		const sched_part *pt = &b->parts[c->tpart[t]];
+		const float *r = c->rope + (size_t)t * m->rope_dim;
+		float *q = c->q + (size_t)t * c->qd, *k = c->k + (size_t)t * c->kvd;
+		size_t row = cache_row(c, layer, pt, pt->pos + (t - pt->first));
+
+		rope_apply(c, q, r, m->n_heads);
+		rope_apply(c, k, r, m->n_kv_heads);
+		quant_f32_to_f16_row(k, c->kc + row, c->kvd);
+		quant_f32_to_f16_row(c->v + (size_t)t * c->kvd, c->vc + row, c->kvd);
+	}
+}
+
+static void
+rope_task(void *arg, int ith, int nth)
+{
+	at_job *j = arg;
+	long lo, hi;
+
+	pool_split(ith, nth, j->c->b->n_tokens, 1, &lo, &hi);
+	rope_store(j->c, j->layer, (uint32_t)lo, (uint32_t)hi);
+}
+
+/* ------------------------------------------------------------- attention */
+
+/* ggml's F16 dot product (ggml_vec_dot_f16 on AVX2), as its reduction
+ * orders it: four 8-lane FMA sums over blocks of 32, folded (0+2)+(1+3),
+ * the halves added, two horizontal adds; the rest of n in double. */
+__attribute__((target("avx2,fma,f16c")))
+static float
+fold4(__m256 s0, __m256 s1, __m256 s2, __m256 s3)
+{
+	__m256 x = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
+	__m128 t0 = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+	__m128 t1 = _mm_hadd_ps(t0, t0);
+
+	return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+}
+
+/* The attention of one query head over its sequence's cache, in the
+ * arithmetic llama.cpp uses when it decodes (the two F16 products by
+ * ggml_vec_dot_f16, ggml's softmax): q rounded to F16; the scores; softmax
+ * with exp8 in chunks of 8, the chunk sums added in double, probabilities
+ * scaled by the float of 1/sum and rounded to F16; each output value the
+ * F16 dot product of the probabilities with that dimension of V over the
+ * positions (lane = position mod 32). One order for every batch shape, so
+ * a prompt, a decode step, alone or batched, give the same numbers, and
+ * they are those of llama.cpp fed one token at a time. (llama.cpp itself
+ * switches to tinyBLAS, another summation order, for steps of 2 or more
+ * tokens, so its own answers depend on the batch.) */
+__attribute__((target("avx2,fma,f16c")))
+static void
+attend_avx2(cpu *c, uint32_t layer, uint32_t t, uint32_t h, float *sc)
+{
+	const model *m = c->m;
+	const sched_part *pt = &c->b->parts[c->tpart[t]];
+	uint32_t hd = m->head_dim, kvh = h / (m->n_heads / m->n_kv_heads), i, p, l, nv = hd / 8;
+	uint32_t pos = pt->pos + (t - pt->first), np = (pos + 8) & ~7u, hd32 = hd & ~31u;
+	const float *qf = c->q + (size_t)t * c->qd + (size_t)h * hd;
+	float *out = c->att + (size_t)t * c->qd + (size_t)h * hd;
+	float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY, inv, q16[512];
+	__m256 q[64], lane[32 * 64];   /* head_dim <= 512; lane[l * nv + i] */
+	double sum = 0;
+
+	for (i = 0; i < nv; i++) {
+		q[i] = _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(qf + 8 * i), _MM_FROUND_TO_NEAREST_INT));
+		_mm256_storeu_ps(q16 + 8 * i, q[i]);
+	}
+	for (p = 0; p <= pos; p++) {
+		const uint16_t *k = c->kc + cache_row(c, layer, pt, p) + (size_t)kvh * hd;
+		__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+		double d;
+
+		for (i = 0; i < hd32; i += 32) {
+			s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), q[i / 8], s0);
+			s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 8))), q[i / 8 + 1], s1);
+			s2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 16))), q[i / 8 + 2], s2);
+			s3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 24))), q[i / 8 + 3], s3);
+		}
+		d = fold4(s0, s1, s2, s3);
+		for (i = hd32; i < hd; i++)
+			d += (double)(_cvtsh_ss(k[i]) * q16[i]);
+		sc[p] = (float)d * scale;
+		if (sc[p] > mx)
+			mx = sc[p];
+	}
+	for (p = pos + 1; p < np; p++)
+		sc[p] = -INFINITY;
+	for (p = 0; p < np; p += 8) {
+		__m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + p), _mm256_set1_ps(mx)));
+		_mm256_storeu_ps(sc + p, e);
+		sum += (double)hsum8(e);
+	}
+	inv = (float)(1.0 / sum);
+	for (p = 0; p < np; p += 8)
+		_mm256_storeu_ps(sc + p, _mm256_cvtph_ps(_mm256_cvtps_ph(
+			_mm256_mul_ps(_mm256_loadu_ps(sc + p), _mm256_set1_ps(inv)), _MM_FROUND_TO_NEAREST_INT)));
+	/* lane l of the sums holds the positions p with p mod 32 == l */
+	l = pos + 1 < 32 ? pos + 1 : 32;
+	for (p = 0; p < l * nv; p++)
+		lane[p] = _mm256_setzero_ps();
+	for (p = 0; p <= pos; p++) {
+		const uint16_t *v = c->vc + cache_row(c, layer, pt, p) + (size_t)kvh * hd;
+		__m256 a = _mm256_set1_ps(sc[p]), *ln = lane + (p & 31) * nv;
+
+		for (i = 0; i < nv; i++)
+			ln[i] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + 8 * i))), a, ln[i]);
+	}
+	for (p = l; p < 32; p++)      /* lanes no position reached */
+		for (i = 0; i < nv; i++)
+			lane[p * nv + i] = _mm256_setzero_ps();
+	/* out[8i + e] folds lanes 0..31 of element e of vector i */
+	for (i = 0; i < nv; i++) {
+		float tr[32][8];
+		for (p = 0; p < 32; p++)
+			_mm256_storeu_ps(tr[p], lane[p * nv + i]);
+		for (l = 0; l < 8; l++) {
+			__m256 g[4];
+			int j;
+			for (j = 0; j < 4; j++)
+				g[j] = _mm256_setr_ps(tr[8 * j][l], tr[8 * j + 1][l], tr[8 * j + 2][l], tr[8 * j + 3][l],
+						      tr[8 * j + 4][l], tr[8 * j + 5][l], tr[8 * j + 6][l], tr[8 * j + 7][l]);
+			out[8 * i + l] = fold4(g[0], g[1], g[2], g[3]);
+		}
+	}
+}
+
+/* the same in plain C (no AVX2): the same steps, libm's expf; results
+ * agree with the vector path to rounding */
+static void
+attend_scalar(cpu *c, uint32_t layer, uint32_t t, uint32_t h, float *sc)
+{
+	const model *m = c->m;
+	const sched_part *pt = &c->b->parts[c->tpart[t]];
+	uint32_t hd = m->head_dim, kvh = h / (m->n_heads / m->n_kv_heads), i, p;
+	uint32_t pos = pt->pos + (t - pt->first);
+	const float *qf = c->q + (size_t)t * c->qd + (size_t)h * hd;
+	float *out = c->att + (size_t)t * c->qd + (size_t)h * hd;
+	float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY, inv, q[512];
+	double sum = 0;
+
+	for (i = 0; i < hd; i++)
+		q[i] = quant_f16_to_f32(quant_f32_to_f16(qf[i]));
+	for (p = 0; p <= pos; p++) {
+		const uint16_t *k = c->kc + cache_row(c, layer, pt, p) + (size_t)kvh * hd;
+		float s = 0;
+		for (i = 0; i < hd; i++)
+			s += q[i] * quant_f16_to_f32(k[i]);
+		sc[p] = s * scale;
+		if (sc[p] > mx)
+			mx = sc[p];
+	}
+	for (p = 0; p <= pos; p++) {
+		sc[p] = expf(sc[p] - mx);
+		sum += sc[p];
+	}
+	inv = (float)(1.0 / sum);
+	memset(out, 0, hd * sizeof *out);
+	for (p = 0; p <= pos; p++) {
+		const uint16_t *v = c->vc + cache_row(c, layer, pt, p) + (size_t)kvh * hd;
+		float a = quant_f16_to_f32(quant_f32_to_f16(sc[p] * inv));
+		for (i = 0; i < hd; i++)
+			out[i] += a * quant_f16_to_f32(v[i]);
+	}
+}
+
+static void
+attend(cpu *c, uint32_t layer, uint32_t t, uint32_t h, float *sc)
+{
+	if (c->simd && c->m->head_dim % 8 == 0)
+		attend_avx2(c, layer, t, h, sc);
+	else
+		attend_scalar(c, layer, t, h, sc);
+}
+
+static void
+attn_task(void *arg, int ith, int nth)
+{
+	at_job *j = arg;
+	cpu *c = j->c;
+	uint32_t nh = c->m->n_heads, n = c->b->n_tokens * nh, i;
+	float *sc = c->scores + (size_t)ith * (c->max_ctx + 8);
+
+	/* interleaved: causal rows grow in cost, so contiguous runs would not balance */
+	for (i = (uint32_t)ith; i < n; i += (uint32_t)nth)
+		attend(c, j->layer, i / nh, i % nh, sc);
+}
+
+/* ------------------------------------------------------------- the step */
+
+/* A job on the step's rows: input in (ld apart, cols wide), prepared by prep. */
+static mm_job
+job(cpu *c, int prep, const float *in, size_t ld, uint32_t cols, const float *norm)
+{
+	mm_job j;
+
+	memset(&j, 0, sizeof j);
+	j.c = c;
+	j.B = c->b->n_tokens;
+	j.prep = prep;
+	j.in = in;
+	j.ld = ld;
+	j.cols = cols;
+	j.norm = norm;
+	return j;
+}
+
+/* x += w * prepared(in) */
+static void
+mm_add(cpu *c, mm_job j, const model_mat *w)
+{
+	j.nmat = 1;
+	j.w[0] = w;
+	j.out[0] = c->tmp;
+	j.add = 1;
+	mm_run(c, &j);
+}
+
+/* up to three matrices on one prepared input: one job when their
+ * activation formats agree, else one each */
+static void
+mm_multi(cpu *c, mm_job j, int n, const model_mat **w, float **out, const float **bias)
+{
+	int k, same = 1;
+
+	for (k = 1; k < n; k++)
+		same &= dot_act_type(w[k]->type) == dot_act_type(w[0]->type);
+	j.nmat = same ? n : 1;
+	for (k = 0; k < n; k++) {
+		int at = same ? k : 0;
+		j.w[at] = w[k];
+		j.out[at] = out[k];
+		j.bias[at] = bias ? bias[k] : 0;
+		if (!same || k == n - 1)
+			mm_run(c, &j);
+	}
+}
+
+static void
+layer(cpu *c, uint32_t L)
+{
+	const model *m = c->m;
+	const model_layer *l = &m->layers[L];
+	at_job aj = {c, L};
+	const model_mat *qkv[3] = {&l->wq, &l->wk, &l->wv}, *gu[2] = {&l->gate, &l->up};
+	float *qkv_out[3] = {c->q, c->k, c->v}, *gu_out[2] = {c->g, c->u};
+	const float *qkv_bias[3] = {l->bq, l->bk, l->bv};
+
+	/* attention block: x += wo * attn(rope(wq xn), rope(wk xn), wv xn) */
+	mm_multi(c, job(c, PREP_NORM, c->x, m->dim, m->dim, l->attn_norm), 3, qkv, qkv_out, qkv_bias);
+	if (c->b->n_tokens < 8)
+		rope_store(c, L, 0, c->b->n_tokens);
+	else
+		pool_run(c->pool, rope_task, &aj);
+	pool_run(c->pool, attn_task, &aj);
+	mm_add(c, job(c, PREP_PLAIN, c->att, c->qd, c->qd, 0), &l->wo);
+
+	/* feed-forward block: x += down * (silu(gate xn) * up xn) */
+	mm_multi(c, job(c, PREP_NORM, c->x, m->dim, m->dim, l->ffn_norm), 2, gu, gu_out, 0);
+	mm_add(c, job(c, PREP_SWIGLU, c->g, m->ff, m->ff, 0), &l->down);
+}
+
+void
+cpu_forward(cpu *c, sched_batch *b)
+{
+	const model *m = c->m;
+	uint32_t t, p, i, n_out = 0;
+	mm_job j;
+
+	if (b->n_tokens == 0 || b->n_tokens > c->max_tokens || b->n_out > c->max_out)
+		die_x(EXIT_SYS, "internal error: a step of %u tokens and %u logits rows (limits %u, %u)",
+		      b->n_tokens, b->n_out, c->max_tokens, c->max_out);
+	c->b = b;
+	for (t = 0; t < b->n_tokens; t++)
+		quant_dequantize_row(m->embd.type, (const char *)m->embd.data
+				     + (size_t)b->tokens[t] * m->embd.row_bytes,
+				     c->x + (size_t)t * m->dim, m->dim);
+	rope_tables(c, b);
+	for (i = 0; i < m->n_layers; i++)
+		layer(c, i);
+
+	/* the rows that want logits, gathered in the order of their rows */
+	for (p = 0; p < b->n_parts; p++) {
+		const sched_part *pt = &b->parts[p];
+		for (i = 0; i < pt->n_logits; i++) {
+			uint32_t tt = pt->first + pt->n - pt->n_logits + i;
+			memcpy(c->outx + (size_t)(pt->out + i) * m->dim, c->x + (size_t)tt * m->dim,
+			       m->dim * sizeof(float));
+			n_out++;
+		}
+	}
+	if (!n_out)
+		return;
+	j = job(c, PREP_NORM, c->outx, m->dim, m->dim, m->out_norm);
+	j.B = n_out;
+	j.nmat = 1;
+	j.w[0] = &m->output;
+	j.out[0] = b->logits;
+	mm_run(c, &j);
+}
+
+/* ------------------------------------------------------------- setup */
+
+cpu *
+cpu_new(const model *m, uint32_t n_blocks, uint32_t block_size, uint32_t max_tokens,
+	uint32_t max_out, uint32_t max_ctx, int threads, char *err, size_t errlen)
+{
+	cpu *c = xcalloc(1, sizeof *c);
+	size_t cache = (size_t)m->n_layers * n_blocks * block_size * m->n_kv_heads * m->head_dim;
+	size_t act;
+	uint32_t L;
+
+	c->m = m;
+	c->n_blocks = n_blocks;
+	c->bs = block_size;
+	c->max_tokens = max_tokens;
+	c->max_out = max_out;
+	c->max_ctx = max_ctx;
+	c->qd = m->n_heads * m->head_dim;
+	c->kvd = m->n_kv_heads * m->head_dim;
+	c->wide = m->dim > m->ff ? m->dim : m->ff;
+	if (c->qd > c->wide)
+		c->wide = c->qd;
+	c->simd = dot_simd() && __builtin_cpu_supports("f16c");
+	if (m->head_dim > 512) {
+		seterr(err, errlen, "head size %u is larger than 512", m->head_dim);
+		free(c);
+		return 0;
+	}
+	/* the widest activation row any matrix wants */
+	act = (size_t)c->wide * sizeof(float);
+	for (L = 0; L < m->n_layers; L++) {
+		const model_mat *w[] = {&m->layers[L].wq, &m->layers[L].wo, &m->layers[L].gate,
+					&m->layers[L].down};
+		size_t k, a;
+		for (k = 0; k < 4; k++)
+			if ((a = dot_act_bytes(w[k]->type, w[k]->cols)) > act)
+				act = a;
+	}
+	c->xq_stride = (act + 63) & ~(size_t)63;
+	if (!(c->kc = big(cache * 2, err, errlen, "the K cache"))
+	    || !(c->vc = big(cache * 2, err, errlen, "the V cache"))
+	    || !(c->x = big((size_t)max_tokens * m->dim * 4, err, errlen, "activations"))
+	    || !(c->xn = big((size_t)max_tokens * c->wide * 4, err, errlen, "activations"))
+	    || !(c->q = big((size_t)max_tokens * c->qd * 4, err, errlen, "activations"))
+	    || !(c->k = big((size_t)max_tokens * c->kvd * 4, err, errlen, "activations"))
+	    || !(c->v = big((size_t)max_tokens * c->kvd * 4, err, errlen, "activations"))
+	    || !(c->att = big((size_t)max_tokens * c->qd * 4, err, errlen, "activations"))
+	    || !(c->g = big((size_t)max_tokens * m->ff * 4, err, errlen, "activations"))
+	    || !(c->u = big((size_t)max_tokens * m->ff * 4, err, errlen, "activations"))
+	    || !(c->tmp = big((size_t)max_tokens * m->dim * 4, err, errlen, "activations"))
+	    || !(c->rope = big((size_t)max_tokens * m->rope_dim * 4, err, errlen, "activations"))
+	    || !(c->xq = big((size_t)max_tokens * c->xq_stride, err, errlen, "activations"))
+	    || !(c->tpart = big((size_t)max_tokens * 4, err, errlen, "activations"))
+	    || !(c->outx = big((size_t)max_out * m->dim * 4, err, errlen, "activations"))) {
+		cpu_free(c);
+		return 0;
+	}
+	c->pool = pool_new(threads);
+	c->nth = pool_size(c->pool);
+	if (!(c->scores = big((size_t)c->nth * (max_ctx + 8) * 4, err, errlen, "attention scores"))) {
+		cpu_free(c);
+		return 0;
+	}
+	return c;
+}
+
+const char *
+cpu_describe(cpu *c)
+{
+	snprintf(c->desc, sizeof c->desc, "%d thread%s, %s", c->nth, c->nth == 1 ? "" : "s",
+		 dot_simd() ? "AVX2" : "scalar");
+	return c->desc;
+}
+
+void
+cpu_free(cpu *c)
+{
+	if (!c)
+		return;
+	pool_free(c->pool);
+	free(c->scores);
+	free(c->outx);
+	free(c->tpart);
+	free(c->xq);
+	free(c->rope);
+	free(c->tmp);
+	free(c->u);
+	free(c->g);
+	free(c->att);
+	free(c->v);
+	free(c->k);
+	free(c->q);
+	free(c->xn);
+	free(c->x);
+	free(c->vc);
+	free(c->kc);
+	free(c);
+}
+
+/* ------------------------------------------------------------- as a backend */
+
+static void *
+be_open(const model *m, uint32_t n_blocks, uint32_t bs, uint32_t max_tokens, uint32_t max_out,
+	uint32_t max_ctx, int threads, char *err, size_t errlen)
+{
+	return cpu_new(m, n_blocks, bs, max_tokens, max_out, max_ctx, threads, err, errlen);
+}
+
+static void
+be_forward(void *c, sched_batch *b)
+{
+	cpu_forward(c, b);
+}
+
+static void
+be_close(void *c)
+{
+	cpu_free(c);
+}
+
+static const char *
+be_describe(void *c)
+{
+	return cpu_describe(c);
+}
+
+const infer_backend cpu_infer_backend = {
+	"cpu", cpu_block_bytes, be_open, be_forward, be_close, be_describe,
+};

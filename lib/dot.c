@@ -1,0 +1,1373 @@
+/* dot: the engine's matrix products (weights in GGUF block types times
+ * activations quantized the way ggml does it), with AVX2/FMA kernels chosen
+ * at run time and scalar twins that compute the same integer sums.
+ *
+ * Formats of the activations (little-endian; lib/quant has the weights'):
+ *   Q8_0 34 bytes: f16 d, 32 int8            (for Q4_0, Q8_0 weights)
+ *   Q8_1 36 bytes: f16 d, f16 s, 32 int8     (for Q4_1)
+ *   Q8_K 292 bytes: f32 d, 256 int8, 16 int16 bsums (sums of 16 codes)
+ *   F32 for F32, F16 and BF16 weights (the weights are widened instead).
+ * The codes are those of ggml's x86 quantizers: Q8_0 and Q8_1 as the AVX2
+ * quantize_row_q8_0/q8_1 make them (id = 127/amax, round half to even),
+ * Q8_K as quantize_row_q8_K_ref (the signed max maps to -127).
+ *
+ * How the products are organised (nearly all of the engine's time):
+ *   - Q4_0, Q4_1 with 4 or more activation rows: one weight row against 8
+ *     activation rows at a time. Each weight block is unpacked once; the 8
+ *     products of maddubs are reduced across the 8 pairs in int16 (a 4-bit
+ *     code leaves room to add 8 of them) so that one int->float conversion
+ *     and one FMA serve 8 pairs. Both multiply the unsigned nibbles: Q4_0
+ *     takes 8 * sum(x) off in integers, Q4_1 adds m * s.
+ *   - Q8_0: the same shape, reduced in int32 (no int16 headroom).
+ *   - 1 to 3 activation rows (decode): up to 4 weight rows streamed at
+ *     once against each activation row, one FMA a block and pair, the
+ *     next rows prefetched by hand.
+ *   - Q4_K, Q6_K: a super-block of a weight row unpacked to 8 vectors of
+ *     codes and 8 of sub-block scales, then multiplied against up to 8
+ *     activation rows (one row: a form that keeps nothing); sub-block scales are applied in integers (madd),
+ *     the mins through Q8_K's bsums, one float step a super-block.
+ *   - F32, F16, BF16: register tiles of FMAs over blocks that stay in L2,
+ *     or OpenBLAS's sgemm for 32 or more activation rows when built with
+ *     -DSLUICE_OPENBLAS and linked with -lopenblas.
+ * The integer sums are ggml's (Q4_0: sum((q-8)*x); Q4_1: sum(q*x) and
+ * m * s with Q8_1's f16 s; K types: scales and mins as ggml applies them),
+ * so only float rounding separates these products from llama.cpp's. The
+ * scale of every activation block (with its sum of codes or its s) is
+ * converted once per call into a thread-local scratch, 8 activation rows
+ * side by side, so that one load gives the 8 lanes of a reduced block. */
+#include <cpuid.h>
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dot.h"
+#include "quant.h"
+
+#define QK 32
+#define QKK 256
+#define Q8_0_B 34
+#define Q8_1_B 36
+#define Q8_K_B 292
+#define Q4_0_B 18
+#define Q4_1_B 20
+#define Q4_K_B 144
+#define Q6_K_B 210
+#define NONE ((uint32_t)-1)
+
+/* ------------------------------------------------------------ helpers */
+
+static inline uint16_t
+rd16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static inline float
+rdf16(const uint8_t *p)
+{
+	return quant_f16_to_f32(rd16(p));
+}
+
+static inline float
+rdf32(const uint8_t *p)
+{
+	float f;
+
+	memcpy(&f, p, 4);
+	return f;
+}
+
+static inline int16_t
+rdi16(const uint8_t *p)
+{
+	return (int16_t)rd16(p);
+}
+
+/* round half to even for |v| < 2^22, as vroundps and ggml's nearest_int
+ * do it; NaN stays NaN (the caller maps it) */
+static inline float
+rne(float v)
+{
+	return (v + 12582912.f) - 12582912.f;
+}
+
+/* an int8 code from a rounded float, as cvtps2dq + packs give it on x86:
+ * NaN (and out-of-range values, which finite inputs never give here)
+ * saturate to -128 / 127 the way the packs instructions do */
+static inline int
+code8(float r)
+{
+	if (!(r >= -128.f && r <= 127.f))
+		return r > 127.f ? 127 : -128;
+	return (int)r;
+}
+
+/* ------------------------------------------------------------ dispatch state */
+
+static int cpu_simd = -1;       /* -1 unknown, 0/1 from cpuid and the env */
+static int forced_scalar;
+
+static int
+probe_simd(void)
+{
+	const char *e = getenv("SLUICE_SCALAR");
+
+	if (e && *e && strcmp(e, "0") != 0)
+		return 0;
+	unsigned a, b, c, d;
+
+	/* f16c through cpuid: clang's __builtin_cpu_supports lacks it */
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_F16C))
+		return 0;
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+int
+dot_simd(void)
+{
+	int s = __atomic_load_n(&cpu_simd, __ATOMIC_RELAXED);
+
+	if (s < 0) {
+		s = probe_simd();
+		__atomic_store_n(&cpu_simd, s, __ATOMIC_RELAXED);
+	}
+	return s && !__atomic_load_n(&forced_scalar, __ATOMIC_RELAXED);
+}
+
+void
+dot_force_scalar(int on)
+{
+	__atomic_store_n(&forced_scalar, on ? 1 : 0, __ATOMIC_RELAXED);
+}
+
+/* One grow-only buffer per thread for the converted activation scales and
+ * the sgemm panels: allocated on first need, kept for the thread's life
+ * (the engine's threads are a fixed pool). NULL when it cannot grow; the
+ * callers then take the scalar path, which needs none. */
+static _Thread_local struct {
+	float *p;
+	size_t cap;
+} scratch;
+
+static float *
+scratch_get(size_t nfloat)
+{
+	if (nfloat <= scratch.cap)
+		return scratch.p;
+	if (nfloat > ((size_t)1 << 40) / sizeof(float))
+		return NULL;
+	nfloat = (nfloat + 4095) & ~(size_t)4095;
+	free(scratch.p);
+	scratch.p = aligned_alloc(64, nfloat * sizeof(float));
+	scratch.cap = scratch.p ? nfloat : 0;
+	return scratch.p;
+}
+
+/* ------------------------------------------------------------ OpenBLAS, if built with it */
+
+/* Built with -DSLUICE_OPENBLAS (and linked with -lopenblas), F32/F16/BF16
+ * products of 32 or more activation rows go through sgemm; without it the
+ * AVX2 tiles below do all of them. (Weak references would need no flag,
+ * but Debian's gcc links with --as-needed, which drops a library that only
+ * weak references name.) */
+#ifdef SLUICE_OPENBLAS
+#include <cblas.h>
+void openblas_set_num_threads(int);
+
+/* The engine runs its own pool of threads, each on its own rows: OpenBLAS
+ * must not start its own threads inside each call. */
+static int
+blas_ready(void)
+{
+	static int done;
+
+	if (!__atomic_load_n(&done, __ATOMIC_ACQUIRE)) {
+		openblas_set_num_threads(1);
+		__atomic_store_n(&done, 1, __ATOMIC_RELEASE);
+	}
+	return 1;
+}
+#else
+static int
+blas_ready(void)
+{
+	return 0;
+}
+#endif
+
+/* ------------------------------------------------------------ activation formats */
+
+uint32_t
+dot_act_type(uint32_t wtype)
+{
+	switch (wtype) {
+	case QUANT_F32:
+	case QUANT_F16:
+	case QUANT_BF16:
+		return QUANT_F32;
+	case QUANT_Q4_0:
+	case QUANT_Q8_0:
+		return QUANT_Q8_0;
+	case QUANT_Q4_1:
+		return QUANT_Q8_1;
+	case QUANT_Q4_K:
+	case QUANT_Q6_K:
+		return QUANT_Q8_K;
+	default:
+		return NONE;
+	}
+}
+
+size_t
+dot_act_bytes(uint32_t wtype, size_t n)
+{
+	uint32_t at = dot_act_type(wtype);
+
+	if (at == NONE || n == 0 || quant_row_bytes(wtype, n) == 0)
+		return 0;
+	return quant_row_bytes(at, n);
+}
+
+/* max |x| of 32 values: the order does not matter for max */
+static float
+amax32(const float *x)
+{
+	float m = 0.f;
+
+	for (int j = 0; j < QK; j++) {
+		float a = fabsf(x[j]);
+
+		m = a > m ? a : m;      /* maxps(a, m): a NaN is passed over */
+	}
+	return m;
+}
+
+/* Q8_0 (s == NULL) or Q8_1 block of 32 values, as ggml's AVX2 code makes
+ * them: d = amax/127 stored as f16, codes round(x * 127/amax) to even,
+ * s = f16(d * sum of codes) with d before its f16 rounding. */
+static void
+q8_block(const float *x, uint8_t *d16, uint8_t *s16, int8_t *q)
+{
+	float amax = amax32(x), d = amax / 127.f;
+	float id = amax != 0.f ? 127.f / amax : 0.f;
+	int sum = 0;
+	uint16_t h = quant_f32_to_f16(d);
+
+	for (int j = 0; j < QK; j++) {
+		int c = code8(rne(x[j] * id));
+
+		q[j] = (int8_t)c;
+		sum += c;
+	}
+	d16[0] = (uint8_t)h;
+	d16[1] = (uint8_t)(h >> 8);
+	if (s16) {
+		h = quant_f32_to_f16(d * (float)sum);
+		s16[0] = (uint8_t)h;
+		s16[1] = (uint8_t)(h >> 8);
+	}
+}
+
+/* Q8_K as quantize_row_q8_K_ref: the signed value of largest magnitude
+ * (the first on ties) maps to -127, codes nearest_int (half to even)
+ * capped at 127, d = 1/iscale; an all-zero block is all zeros (ggml leaves
+ * bsums unset there). */
+static void
+q8k_block(const float *x, uint8_t *y)
+{
+	float amax = 0.f, max = 0.f, iscale, d;
+	int8_t *q = (int8_t *)(y + 4);
+
+	for (int j = 0; j < QKK; j++) {
+		float a = fabsf(x[j]);
+
+		if (a > amax) {
+			amax = a;
+			max = x[j];
+		}
+	}
+	if (!amax) {
+		memset(y, 0, Q8_K_B);
+		return;
+	}
+	iscale = -127.f / max;
+	for (int j = 0; j < QKK; j++) {
+		int v = code8(rne(iscale * x[j]));
+
+		q[j] = (int8_t)(v < 127 ? v : 127);
+	}
+	for (int g = 0; g < 16; g++) {
+		int s = 0;
+
+		for (int j = 0; j < 16; j++)
+			s += q[16 * g + j];
+		y[260 + 2 * g] = (uint8_t)s;
+		y[261 + 2 * g] = (uint8_t)((unsigned)s >> 8);
+	}
+	d = 1.f / iscale;
+	memcpy(y, &d, 4);
+}
+
+static void quantize_act_avx2(uint32_t at, const float *x, uint8_t *y, size_t n);
+
+void
+dot_quantize_act(uint32_t wtype, const float *x, void *dst, size_t n)
+{
+	uint32_t at = dot_act_type(wtype);
+	uint8_t *y = dst;
+
+	if (dot_act_bytes(wtype, n) == 0)
+		return;
+	if (at != QUANT_F32 && dot_simd()) {
+		quantize_act_avx2(at, x, y, n);
+		return;
+	}
+	switch (at) {
+	case QUANT_F32:
+		memmove(dst, x, n * sizeof *x);
+		break;
+	case QUANT_Q8_0:
+		for (size_t i = 0; i < n / QK; i++, y += Q8_0_B)
+			q8_block(x + i * QK, y, NULL, (int8_t *)(y + 2));
+		break;
+	case QUANT_Q8_1:
+		for (size_t i = 0; i < n / QK; i++, y += Q8_1_B)
+			q8_block(x + i * QK, y, y + 2, (int8_t *)(y + 4));
+		break;
+	case QUANT_Q8_K:
+		for (size_t i = 0; i < n / QKK; i++, y += Q8_K_B)
+			q8k_block(x + i * QKK, y);
+		break;
+	}
+}
+
+/* ------------------------------------------------------------ scalar kernels
+ * One weight row against one activation row at a time. The integer sums
+ * of a block are exact; each block adds its float terms to one float. */
+
+/* Q4_0: ggml's integer sum((q-8)*x); Q4_1: sum(q*x), then m * s with
+ * Q8_1's s (d times the sum of the codes, rounded to f16) as ggml does */
+static float
+sc_q4(uint32_t t, const uint8_t *w, const uint8_t *x, size_t nblk)
+{
+	int q41 = t == QUANT_Q4_1, wb = q41 ? Q4_1_B : Q4_0_B, wo = q41 ? 4 : 2;
+	int xb = q41 ? Q8_1_B : Q8_0_B, xo = q41 ? 4 : 2, z = q41 ? 0 : 8;
+	float sum = 0.f;
+
+	for (size_t i = 0; i < nblk; i++, w += wb, x += xb) {
+		const int8_t *q = (const int8_t *)(x + xo);
+		int is = 0;
+
+		for (int j = 0; j < 16; j++)
+			is += ((w[wo + j] & 15) - z) * q[j] + ((w[wo + j] >> 4) - z) * q[j + 16];
+		sum += (rdf16(w) * rdf16(x)) * (float)is;
+		if (q41)
+			sum += rdf16(w + 2) * rdf16(x + 2);
+	}
+	return sum;
+}
+
+static float
+sc_q8_0(const uint8_t *w, const uint8_t *x, size_t nblk)
+{
+	float sum = 0.f;
+
+	for (size_t i = 0; i < nblk; i++, w += Q8_0_B, x += Q8_0_B) {
+		const int8_t *a = (const int8_t *)(w + 2), *b = (const int8_t *)(x + 2);
+		int is = 0;
+
+		for (int j = 0; j < QK; j++)
+			is += a[j] * b[j];
+		sum += (rdf16(w) * rdf16(x)) * (float)is;
+	}
+	return sum;
+}
+
+/* Q4_K sub-block scales and mins, 6 bits each, from the 12 packed bytes:
+ * sm[0..7] scales, sm[8..15] mins */
+static inline void
+q4k_scales(const uint8_t *s, uint8_t sm[16])
+{
+	uint32_t u0, u1, u2, v[4];
+	const uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
+
+	memcpy(&u0, s, 4);
+	memcpy(&u1, s + 4, 4);
+	memcpy(&u2, s + 8, 4);
+	v[0] = u0 & k1;
+	v[1] = (u2 & k2) | ((u0 >> 6 & k3) << 4);
+	v[2] = u1 & k1;
+	v[3] = (u2 >> 4 & k2) | ((u1 >> 6 & k3) << 4);
+	memcpy(sm, v, 16);
+}
+
+static float
+sc_q4_k(const uint8_t *w, const uint8_t *x, size_t nblk)
+{
+	float sum = 0.f;
+
+	for (size_t i = 0; i < nblk; i++, w += Q4_K_B, x += Q8_K_B) {
+		const int8_t *q = (const int8_t *)(x + 4);
+		const uint8_t *qs = w + 16;
+		uint8_t sm[16];
+		int sumi = 0, summ = 0;
+		float dx = rdf32(x);
+
+		q4k_scales(w + 4, sm);
+		for (int p = 0; p < 4; p++) {
+			int lo = 0, hi = 0;
+
+			for (int l = 0; l < 32; l++) {
+				lo += (qs[32 * p + l] & 15) * q[64 * p + l];
+				hi += (qs[32 * p + l] >> 4) * q[64 * p + 32 + l];
+			}
+			sumi += sm[2 * p] * lo + sm[2 * p + 1] * hi;
+		}
+		for (int j = 0; j < 8; j++)
+			summ += sm[8 + j] * (rdi16(x + 260 + 4 * j) + rdi16(x + 262 + 4 * j));
+		sum += (rdf16(w) * dx) * (float)sumi - (rdf16(w + 2) * dx) * (float)summ;
+	}
+	return sum;
+}
+
+/* the 6-bit code of element e (0..255) of a Q6_K block */
+static inline int
+q6k_code(const uint8_t *w, int e)
+{
+	int h = e >> 7, k = (e >> 5) & 3, l = e & 31;
+	const uint8_t *ql = w + 64 * h, *qh = w + 128 + 32 * h;
+	int lo = (k & 1 ? ql[l + 32] : ql[l]) >> (k & 2 ? 4 : 0) & 15;
+
+	return lo | (qh[l] >> (2 * k) & 3) << 4;
+}
+
+static float
+sc_q6_k(const uint8_t *w, const uint8_t *x, size_t nblk)
+{
+	float sum = 0.f;
+
+	for (size_t i = 0; i < nblk; i++, w += Q6_K_B, x += Q8_K_B) {
+		const int8_t *q = (const int8_t *)(x + 4), *sc = (const int8_t *)(w + 192);
+		int sumi = 0, summ = 0;
+
+		for (int g = 0; g < 16; g++) {
+			int s = 0;
+
+			for (int l = 0; l < 16; l++)
+				s += q6k_code(w, 16 * g + l) * q[16 * g + l];
+			sumi += sc[g] * s;
+			summ += sc[g] * rdi16(x + 260 + 2 * g);
+		}
+		sum += (rdf16(w + 208) * rdf32(x)) * (float)(sumi - 32 * summ);
+	}
+	return sum;
+}
+
+static float
+sc_float(uint32_t t, const uint8_t *w, const float *x, size_t n)
+{
+	float sum = 0.f;
+
+	for (size_t k = 0; k < n; k++) {
+		float v = t == QUANT_F32 ? rdf32(w + 4 * k)
+			: t == QUANT_F16 ? rdf16(w + 2 * k) : quant_bf16_to_f32(rd16(w + 2 * k));
+
+		sum += v * x[k];
+	}
+	return sum;
+}
+
+static void
+scalar_rows(uint32_t t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t n,
+	    const uint8_t *X, size_t xs, size_t nb, float *y, size_t ldy)
+{
+	for (size_t b = 0; b < nb; b++) {
+		const uint8_t *x = X + b * xs;
+
+		for (size_t r = r0; r < r1; r++) {
+			const uint8_t *w = W + r * rb;
+			float v = 0.f;
+
+			switch (t) {
+			case QUANT_Q4_0:
+			case QUANT_Q4_1:
+				v = sc_q4(t, w, x, n / QK);
+				break;
+			case QUANT_Q8_0:
+				v = sc_q8_0(w, x, n / QK);
+				break;
+			case QUANT_Q4_K:
+				v = sc_q4_k(w, x, n / QKK);
+				break;
+			case QUANT_Q6_K:
+				v = sc_q6_k(w, x, n / QKK);
+				break;
+			default:
+				v = sc_float(t, w, (const float *)(const void *)x, n);
+				break;
+			}
+			y[b * ldy + r] = v;
+		}
+	}
+}
+
+/* ------------------------------------------------------------ AVX2 kernels */
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define INL static inline __attribute__((always_inline)) AVX2
+
+INL __m256i
+ld256(const void *p)
+{
+	return _mm256_loadu_si256((const __m256i *)p);
+}
+
+/* 16 bytes of nibbles -> 32 codes 0..15: low nibbles first, then high */
+INL __m256i
+nib32(const uint8_t *p)
+{
+	__m128i v = _mm_loadu_si128((const __m128i *)p);
+
+	return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(15));
+}
+
+/* the two f16 at p as (p[0], p[1], 0, 0) */
+INL __m128
+f16x2(const uint8_t *p)
+{
+	uint32_t u;
+
+	memcpy(&u, p, 4);
+	return _mm_cvtph_ps(_mm_cvtsi32_si128((int)u));
+}
+
+INL float
+hsum8(__m256 v)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+/* Streaming rw rows at once interleaves rw streams, which the hardware
+ * prefetcher follows badly (a Q8_0 49152x576 product ran at 5 GB/s
+ * instead of 18 without this): at block i of a group of rows starting at
+ * w0 (w = w0 + i*bb), fetch the same share of the group PF_AHEAD groups
+ * on, rw*bb bytes a block. */
+#ifndef PF_AHEAD
+#define PF_AHEAD 1
+#endif
+INL void
+prefetch_group(const uint8_t *w, int rw, size_t rb, size_t i, size_t bb)
+{
+	const uint8_t *p = w + PF_AHEAD * rw * rb + i * (rw - 1) * bb;
+
+	for (size_t o = 0; o < rw * bb; o += 64)
+		_mm_prefetch((const char *)(p + o), _MM_HINT_T0);
+}
+
+/* 16 int16 lanes -> 8 int32 lanes, each the sum of a pair */
+INL __m256i
+pairs32(__m256i v)
+{
+	return _mm256_madd_epi16(v, _mm256_set1_epi16(1));
+}
+
+/* Eight vectors of 16 int16 (one for each pair of a weight row and an
+ * activation row) -> one vector of 8 int32,
+ * lane k the sum of p[k]'s 16 lanes. The int16 adds hold while each p
+ * lane is at most 4095 in magnitude (4-bit codes times int8). */
+INL __m256i
+reduce8_i16(const __m256i p[8])
+{
+	/* per 128-bit half: 4 sums of p[0], then 4 of p[1] (and so on) */
+	__m256i a0 = _mm256_hadd_epi16(p[0], p[1]), a1 = _mm256_hadd_epi16(p[2], p[3]);
+	__m256i a2 = _mm256_hadd_epi16(p[4], p[5]), a3 = _mm256_hadd_epi16(p[6], p[7]);
+	/* per half: 2 int16 for each of p[0..3] (b0), p[4..7] (b1) */
+	__m256i b0 = _mm256_hadd_epi16(a0, a1), b1 = _mm256_hadd_epi16(a2, a3);
+
+	return pairs32(_mm256_add_epi16(_mm256_permute2x128_si256(b0, b1, 0x20),
+					_mm256_permute2x128_si256(b0, b1, 0x31)));
+}
+
+/* the same over int32 lanes (Q8_0 weights leave no int16 headroom) */
+INL __m256i
+reduce8_i32(const __m256i p[8])
+{
+	__m256i a0 = _mm256_hadd_epi32(p[0], p[1]), a1 = _mm256_hadd_epi32(p[2], p[3]);
+	__m256i a2 = _mm256_hadd_epi32(p[4], p[5]), a3 = _mm256_hadd_epi32(p[6], p[7]);
+	__m256i b0 = _mm256_hadd_epi32(a0, a1), b1 = _mm256_hadd_epi32(a2, a3);
+
+	return _mm256_add_epi32(_mm256_permute2x128_si256(b0, b1, 0x20),
+				_mm256_permute2x128_si256(b0, b1, 0x31));
+}
+
+INL int
+hsum_i32(__m256i v)
+{
+	__m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+
+	h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+	h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+	return _mm_cvtsi128_si32(h);
+}
+
+/* What the kernels need of each 32-element activation block, converted
+ * once per call into the scratch. For the 8 rows of octet o, block i, at
+ * (o*nblk + i)*8 + k: pd = d as f32, and in the second array, by mode:
+ * PREP_SUM the sum of the codes as int32 (Q4_0 takes 8 of it off), PREP_S
+ * Q8_1's s as f32 (Q4_1's min term, as ggml uses it), PREP_D nothing.
+ * Lanes past nb are 0. */
+enum { PREP_D, PREP_SUM, PREP_S };
+
+static AVX2 void
+prep_act32(const uint8_t *X, size_t xs, size_t nb, size_t nblk, int mode, float *pd, void *p2)
+{
+	const int xb = mode == PREP_S ? Q8_1_B : Q8_0_B, xo = mode == PREP_S ? 4 : 2;
+	int32_t *pi = p2;
+	float *ps = p2;
+
+	for (size_t o = 0; o < (nb + 7) / 8; o++)
+		for (size_t k = 0; k < 8; k++) {
+			size_t b = o * 8 + k;
+			const uint8_t *x = X + b * xs;
+
+			for (size_t i = 0; i < nblk; i++, x += xb) {
+				size_t at = (o * nblk + i) * 8 + k;
+
+				pd[at] = b < nb ? _cvtsh_ss(rd16(x)) : 0.f;
+				if (mode == PREP_SUM)
+					pi[at] = b < nb ? hsum_i32(pairs32(_mm256_maddubs_epi16(
+						_mm256_set1_epi8(1), ld256(x + xo)))) : 0;
+				else if (mode == PREP_S)
+					ps[at] = b < nb ? _cvtsh_ss(rd16(x + 2)) : 0.f;
+			}
+		}
+}
+
+/* ---- activations: the scalar q8_block and q8k_block in vectors, the
+ * same operations (maxps skipping NaN, one multiply, vroundps to even,
+ * saturating packs), so the bytes are the same */
+
+INL __m256
+absf(__m256 v)
+{
+	return _mm256_andnot_ps(_mm256_set1_ps(-0.f), v);
+}
+
+INL float
+hmax8(__m256 v)
+{
+	__m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+
+	m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+	m = _mm_max_ss(m, _mm_movehdup_ps(m));
+	return _mm_cvtss_f32(m);
+}
+
+
+/* 32 floats times id, rounded to even -> 32 int8 codes (in order) */
+INL __m256i
+codes32(const float *x, __m256 id)
+{
+	__m256i i[4];
+
+#pragma GCC unroll 4
+	for (int k = 0; k < 4; k++)
+		i[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), id),
+							  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+	/* packs work per 128-bit lane: dwords come out 0 4 1 5 2 6 3 7 */
+	return _mm256_permutevar8x32_epi32(
+		_mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3])),
+		_mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static AVX2 void
+quantize_act_avx2(uint32_t at, const float *x, uint8_t *y, size_t n)
+{
+	if (at == QUANT_Q8_0 || at == QUANT_Q8_1) {
+		int q81 = at == QUANT_Q8_1, bb = q81 ? Q8_1_B : Q8_0_B;
+
+		for (size_t i = 0; i < n / QK; i++, x += QK, y += bb) {
+			__m256 m = _mm256_setzero_ps();
+			__m256i c;
+			float amax, d, id;
+			uint16_t h;
+
+			for (int k = 0; k < 4; k++)
+				m = _mm256_max_ps(absf(_mm256_loadu_ps(x + 8 * k)), m);
+			amax = hmax8(m);
+			d = amax / 127.f;
+			id = amax != 0.f ? 127.f / amax : 0.f;
+			c = codes32(x, _mm256_set1_ps(id));
+			_mm256_storeu_si256((__m256i *)(y + 2 + 2 * q81), c);
+			h = quant_f32_to_f16(d);
+			y[0] = (uint8_t)h;
+			y[1] = (uint8_t)(h >> 8);
+			if (q81) {
+				/* the sum of the codes as stored (saturated) */
+				int sum = hsum_i32(pairs32(_mm256_maddubs_epi16(_mm256_set1_epi8(1), c)));
+
+				h = quant_f32_to_f16(d * (float)sum);
+				y[2] = (uint8_t)h;
+				y[3] = (uint8_t)(h >> 8);
+			}
+		}
+		return;
+	}
+	for (size_t i = 0; i < n / QKK; i++, x += QKK, y += Q8_K_B) {
+		__m256 m = _mm256_setzero_ps();
+		float amax, max = 0.f, iscale, d;
+
+		for (int k = 0; k < QKK / 8; k++)
+			m = _mm256_max_ps(absf(_mm256_loadu_ps(x + 8 * k)), m);
+		amax = hmax8(m);
+		if (!amax) {
+			memset(y, 0, Q8_K_B);
+			continue;
+		}
+		/* the first value of that magnitude, with its sign */
+		for (int k = 0; k < QKK / 8; k++) {
+			int mask = _mm256_movemask_ps(_mm256_cmp_ps(absf(_mm256_loadu_ps(x + 8 * k)),
+							    _mm256_set1_ps(amax), _CMP_EQ_OQ));
+
+			if (mask) {
+				max = x[8 * k + __builtin_ctz((unsigned)mask)];
+				break;
+			}
+		}
+		iscale = -127.f / max;
+		for (int k = 0; k < QKK / 32; k++) {
+			/* packs saturate at 127: ggml's MIN(127, v) */
+			__m256i c = codes32(x + 32 * k, _mm256_set1_ps(iscale));
+			/* the two bsums of these 32 codes */
+			__m256i s = pairs32(_mm256_maddubs_epi16(_mm256_set1_epi8(1), c));
+
+			s = _mm256_hadd_epi32(s, s);
+			s = _mm256_hadd_epi32(s, s);
+			_mm256_storeu_si256((__m256i *)(y + 4 + 32 * k), c);
+			y[260 + 4 * k] = (uint8_t)_mm256_extract_epi32(s, 0);
+			y[261 + 4 * k] = (uint8_t)((unsigned)_mm256_extract_epi32(s, 0) >> 8);
+			y[262 + 4 * k] = (uint8_t)_mm256_extract_epi32(s, 4);
+			y[263 + 4 * k] = (uint8_t)((unsigned)_mm256_extract_epi32(s, 4) >> 8);
+		}
+		d = 1.f / iscale;
+		memcpy(y, &d, 4);
+	}
+}
+
+/* ---- Q4_0, Q4_1, Q8_0 against Q8_0 / Q8_1 */
+
+struct qarg {
+	const uint8_t *W;
+	size_t rb, nblk;
+	const uint8_t *X;
+	size_t xs;
+	const float *pd;        /* prep_act32's arrays */
+	const void *p2;
+	float *y;
+	size_t ldy;
+};
+
+/* rw weight rows from r against nx (1..3) activation rows from b (all in
+ * one octet), one FMA a block and pair: the decode shape, where weights
+ * stream once. Q4_1 (t 1) multiplies unsigned codes and adds m * s;
+ * Q4_0 (t 0) and Q8_0 (t 2) signed codes, ggml's sums exactly. */
+INL void
+q_rows(const struct qarg *a, int t, int rw, int nx, size_t r, size_t b)
+{
+	const int wb = t == 1 ? Q4_1_B : t == 0 ? Q4_0_B : Q8_0_B, wo = t == 1 ? 4 : 2;
+	const int xb = t == 1 ? Q8_1_B : Q8_0_B, xo = t == 1 ? 4 : 2;
+	const uint8_t *w = a->W + r * a->rb, *x = a->X + b * a->xs + xo;
+	const size_t rb = a->rb, xs = a->xs, off = b / 8 * a->nblk * 8 + b % 8;
+	const float *pd = a->pd + off, *ps = (const float *)a->p2 + off;
+	__m256 acc[4][3];
+	__m128 accm[4][3];
+
+#pragma GCC unroll 4
+	for (int j = 0; j < rw; j++)
+#pragma GCC unroll 3
+		for (int k = 0; k < nx; k++) {
+			acc[j][k] = _mm256_setzero_ps();
+			accm[j][k] = _mm_setzero_ps();
+		}
+	for (size_t i = 0; i < a->nblk; i++, w += wb, x += xb, pd += 8, ps += 8) {
+		__m256i q[4], aq[4];
+		__m128 dm[4];
+
+		if (rw > 1)
+			prefetch_group(w, rw, rb, i, wb);
+#pragma GCC unroll 4
+		for (int j = 0; j < rw; j++) {
+			dm[j] = f16x2(w + j * rb);      /* (d, m) or (d, junk) */
+			if (t == 1)
+				q[j] = nib32(w + j * rb + wo);
+			else if (t == 0)
+				q[j] = _mm256_sub_epi8(nib32(w + j * rb + wo), _mm256_set1_epi8(8));
+			else
+				q[j] = ld256(w + j * rb + wo);
+			aq[j] = t == 1 ? q[j] : _mm256_sign_epi8(q[j], q[j]);
+		}
+#pragma GCC unroll 3
+		for (int k = 0; k < nx; k++) {
+			__m256i xv = ld256(x + k * xs);
+			/* (dx, s) of this activation block */
+			__m128 ds = _mm_unpacklo_ps(_mm_set_ss(pd[k]), _mm_set_ss(t == 1 ? ps[k] : 0.f));
+
+#pragma GCC unroll 4
+			for (int j = 0; j < rw; j++) {
+				__m128 pr = _mm_mul_ps(dm[j], ds);      /* (d*dx, m*s) */
+				__m256i sy = t == 1 ? xv : _mm256_sign_epi8(xv, q[j]);
+				__m256i s = pairs32(_mm256_maddubs_epi16(aq[j], sy));
+
+				acc[j][k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(pr),
+							    _mm256_cvtepi32_ps(s), acc[j][k]);
+				if (t == 1)
+					accm[j][k] = _mm_add_ps(accm[j][k], pr);
+			}
+		}
+	}
+#pragma GCC unroll 4
+	for (int j = 0; j < rw; j++)
+#pragma GCC unroll 3
+		for (int k = 0; k < nx; k++) {
+			float v = hsum8(acc[j][k]);
+
+			if (t == 1)
+				v += _mm_cvtss_f32(_mm_movehdup_ps(accm[j][k]));
+			a->y[(b + k) * a->ldy + r + j] = v;
+		}
+}
+
+typedef void qfn(const struct qarg *, size_t, size_t);
+#define Q_ROWS(t, rw, nx) \
+static AVX2 void q_rows_##t##_##rw##_##nx(const struct qarg *a, size_t r, size_t b) \
+{ q_rows(a, t, rw, nx, r, b); }
+#define Q_ALL(t) \
+Q_ROWS(t, 4, 1) Q_ROWS(t, 1, 1) Q_ROWS(t, 2, 2) Q_ROWS(t, 1, 2) Q_ROWS(t, 2, 3) Q_ROWS(t, 1, 3) \
+static qfn *const q_rows_##t[4][2] = {{0, 0}, {q_rows_##t##_1_1, q_rows_##t##_4_1}, \
+	{q_rows_##t##_1_2, q_rows_##t##_2_2}, {q_rows_##t##_1_3, q_rows_##t##_2_3}};
+Q_ALL(0)
+Q_ALL(1)
+Q_ALL(2)
+
+/* t: 0 Q4_0, 1 Q4_1, 2 Q8_0 */
+static AVX2 int
+avx2_q(int t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t nblk,
+       const uint8_t *X, size_t xs, size_t nb, float *y, size_t ldy)
+{
+	qfn *const (*rows)[2] = t == 0 ? q_rows_0 : t == 1 ? q_rows_1 : q_rows_2;
+	size_t per, b = 0;
+	float *pd;
+	struct qarg a;
+
+	if (__builtin_mul_overflow((nb + 7) / 8 * 8, nblk, &per) || per > SIZE_MAX / 2
+	    || !(pd = scratch_get(2 * per)))
+		return -1;
+	prep_act32(X, xs, nb, nblk, t == 0 ? PREP_SUM : t == 1 ? PREP_S : PREP_D, pd, pd + per);
+	a = (struct qarg){W, rb, nblk, X, xs, pd, pd + per, y, ldy};
+	/* Every activation row gets the same arithmetic whatever nb is: the
+	 * decode form (8 float lanes per weight row and activation row, ggml's
+	 * order), in tiles of 2 weight rows by up to 3 activation rows that
+	 * stay inside one octet of the prepared scales. So a request's numbers
+	 * do not depend on what else is in the batch, and they are llama.cpp's
+	 * (ggml_vec_dot_q4_1_q8_1 and friends sum the same way). */
+	while (b < nb) {
+		size_t left = 8 - b % 8, nx = nb - b < 3 ? nb - b : 3, rw, r = r0;
+
+		if (nx > left)
+			nx = left;
+		rw = nx == 1 ? 4 : 2;
+		for (; r + rw <= r1; r += rw)
+			rows[nx][1](&a, r, b);
+		for (; r < r1; r++)
+			rows[nx][0](&a, r, b);
+		b += nx;
+	}
+	return 0;
+}
+
+/* ---- Q4_K, Q6_K against Q8_K */
+
+struct kargs {
+	const uint8_t *W;
+	size_t rb, nsb;
+	const uint8_t *X;
+	size_t xs;
+	float *y;
+	size_t ldy;
+};
+
+/* one super-block of weights, unpacked: codes of the 8 chunks of 32
+ * elements (element order), the int16 scale vector of each chunk, the
+ * int16 vector that meets Q8_K's 16 bsums for the mins, d and dmin */
+struct ksb {
+	__m256i q[8], sc[8], mn;
+	float d, dmin;
+};
+
+INL void
+unpack_q4k(const uint8_t *w, struct ksb *u)
+{
+	uint8_t sm[16];
+	__m256i s16;
+	__m128i m16;
+
+	q4k_scales(w + 4, sm);
+	for (int p = 0; p < 4; p++) {
+		__m256i v = ld256(w + 16 + 32 * p);
+
+		u->q[2 * p] = _mm256_and_si256(v, _mm256_set1_epi8(15));
+		u->q[2 * p + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(15));
+	}
+	/* scales 0..7 as int16 in both halves; chunk j takes lane j */
+	s16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sm)));
+#pragma GCC unroll 8
+	for (int j = 0; j < 8; j++)
+		u->sc[j] = _mm256_shuffle_epi8(s16, _mm256_set1_epi16((short)(0x0100 * (2 * j + 1) + 2 * j)));
+	/* mins: (m0, m0, m1, m1, ...) against bsums (two per sub-block) */
+	m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm + 8)));
+	u->mn = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
+	u->d = _cvtsh_ss(rd16(w));
+	u->dmin = _cvtsh_ss(rd16(w + 2));
+}
+
+INL void
+unpack_q6k(const uint8_t *w, struct ksb *u)
+{
+	__m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 192)));
+	const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(0x30);
+
+	for (int h = 0; h < 2; h++) {
+		__m256i l0 = ld256(w + 64 * h), l1 = ld256(w + 64 * h + 32), hb = ld256(w + 128 + 32 * h);
+		/* the scales of this half, in both 128-bit lanes */
+		__m256i sh = h ? _mm256_permute2x128_si256(s16, s16, 0x11)
+			       : _mm256_permute2x128_si256(s16, s16, 0x00);
+
+		u->q[4 * h] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+					      _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2));
+		u->q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+						  _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2));
+		u->q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+						  _mm256_and_si256(hb, m2));
+		u->q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+						  _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2));
+		/* chunk k of the half covers groups 2k (low 16 codes) and
+		 * 2k+1: int16 lanes 2k in the low 128 bits, 2k+1 in the high */
+#pragma GCC unroll 4
+		for (int k = 0; k < 4; k++) {
+			__m256i ctl = _mm256_setr_epi8(
+				(char)(4 * k), (char)(4 * k + 1), (char)(4 * k), (char)(4 * k + 1),
+				(char)(4 * k), (char)(4 * k + 1), (char)(4 * k), (char)(4 * k + 1),
+				(char)(4 * k), (char)(4 * k + 1), (char)(4 * k), (char)(4 * k + 1),
+				(char)(4 * k), (char)(4 * k + 1), (char)(4 * k), (char)(4 * k + 1),
+				(char)(4 * k + 2), (char)(4 * k + 3), (char)(4 * k + 2), (char)(4 * k + 3),
+				(char)(4 * k + 2), (char)(4 * k + 3), (char)(4 * k + 2), (char)(4 * k + 3),
+				(char)(4 * k + 2), (char)(4 * k + 3), (char)(4 * k + 2), (char)(4 * k + 3),
+				(char)(4 * k + 2), (char)(4 * k + 3), (char)(4 * k + 2), (char)(4 * k + 3));
+
+			u->sc[4 * h + k] = _mm256_shuffle_epi8(sh, ctl);
+		}
+	}
+	/* the -32 offset: -32 * sum over groups of scale * bsum */
+	u->mn = _mm256_slli_epi16(s16, 5);
+	u->d = _cvtsh_ss(rd16(w + 208));
+	u->dmin = u->d;
+}
+
+/* rows r of type q6 (Q6_K) or not (Q4_K) against nx activation rows */
+INL void
+k_rows(const struct kargs *a, int q6, int nx, size_t r, size_t b)
+{
+	const uint8_t *w = a->W + r * a->rb, *x = a->X + b * a->xs;
+	const size_t xs = a->xs;
+	__m256 acc[8];
+	struct ksb u;
+
+#pragma GCC unroll 8
+	for (int k = 0; k < nx; k++)
+		acc[k] = _mm256_setzero_ps();
+	for (size_t i = 0; i < a->nsb; i++, w += q6 ? Q6_K_B : Q4_K_B, x += Q8_K_B) {
+		if (q6)
+			unpack_q6k(w, &u);
+		else
+			unpack_q4k(w, &u);
+#pragma GCC unroll 8
+		for (int k = 0; k < nx; k++) {
+			const uint8_t *xb = x + k * xs;
+			__m256i s = _mm256_setzero_si256(), mi;
+			float dx = rdf32(xb);
+
+#pragma GCC unroll 8
+			for (int j = 0; j < 8; j++)
+				s = _mm256_add_epi32(s, _mm256_madd_epi16(
+					_mm256_maddubs_epi16(u.q[j], ld256(xb + 4 + 32 * j)), u.sc[j]));
+			mi = _mm256_madd_epi16(ld256(xb + 260), u.mn);
+			if (q6) {
+				acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(u.d * dx),
+							 _mm256_cvtepi32_ps(_mm256_sub_epi32(s, mi)), acc[k]);
+			} else {
+				acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(u.d * dx), _mm256_cvtepi32_ps(s), acc[k]);
+				acc[k] = _mm256_fnmadd_ps(_mm256_set1_ps(u.dmin * dx), _mm256_cvtepi32_ps(mi), acc[k]);
+			}
+		}
+	}
+#pragma GCC unroll 8
+	for (int k = 0; k < nx; k++)
+		a->y[(b + k) * a->ldy + r] = hsum8(acc[k]);
+}
+
+/* The one-activation-row form (decode): the super-block's codes and
+ * scale vectors are made just before their use instead of kept, so that
+ * nothing spills. */
+INL void
+k_row1(const struct kargs *a, int q6, size_t r, size_t b)
+{
+	const uint8_t *w = a->W + r * a->rb, *x = a->X + b * a->xs;
+	const __m256i m4 = _mm256_set1_epi8(15);
+	__m256 acc = _mm256_setzero_ps();
+
+	for (size_t i = 0; i < a->nsb; i++, w += q6 ? Q6_K_B : Q4_K_B, x += Q8_K_B) {
+		__m256i s = _mm256_setzero_si256(), mi;
+		float dx = rdf32(x);
+
+		if (q6) {
+			__m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 192)));
+			const __m256i m2 = _mm256_set1_epi8(0x30);
+
+#pragma GCC unroll 2
+			for (int h = 0; h < 2; h++) {
+				__m256i l0 = ld256(w + 64 * h), l1 = ld256(w + 64 * h + 32);
+				__m256i hb = ld256(w + 128 + 32 * h), q[4];
+				__m256i sh = h ? _mm256_permute2x128_si256(s16, s16, 0x11)
+			       : _mm256_permute2x128_si256(s16, s16, 0x00);
+
+				q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+						       _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2));
+				q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+						       _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2));
+				q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+						       _mm256_and_si256(hb, m2));
+				q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+						       _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2));
+#pragma GCC unroll 4
+				for (int k = 0; k < 4; k++) {
+					__m256i ctl = _mm256_set_m128i(_mm_set1_epi16((short)(0x0100 * (4 * k + 3) + 4 * k + 2)),
+								       _mm_set1_epi16((short)(0x0100 * (4 * k + 1) + 4 * k)));
+
+					s = _mm256_add_epi32(s, _mm256_madd_epi16(
+						_mm256_maddubs_epi16(q[k], ld256(x + 4 + 128 * h + 32 * k)),
+						_mm256_shuffle_epi8(sh, ctl)));
+				}
+			}
+			mi = _mm256_madd_epi16(ld256(x + 260), _mm256_slli_epi16(s16, 5));
+			acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(rd16(w + 208)) * dx),
+					      _mm256_cvtepi32_ps(_mm256_sub_epi32(s, mi)), acc);
+		} else {
+			uint8_t sm[16];
+			__m256i s16;
+			__m128i m16;
+
+			q4k_scales(w + 4, sm);
+			s16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sm)));
+			m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm + 8)));
+#pragma GCC unroll 4
+			for (int p = 0; p < 4; p++) {
+				__m256i v = ld256(w + 16 + 32 * p);
+				__m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+				__m256i sl = _mm256_shuffle_epi8(s16, _mm256_set1_epi16((short)(0x0100 * (4 * p + 1) + 4 * p)));
+				__m256i sh = _mm256_shuffle_epi8(s16, _mm256_set1_epi16((short)(0x0100 * (4 * p + 3) + 4 * p + 2)));
+
+				s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, ld256(x + 4 + 64 * p)), sl));
+				s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, ld256(x + 36 + 64 * p)), sh));
+			}
+			mi = _mm256_madd_epi16(ld256(x + 260),
+					       _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16)));
+			acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(rd16(w)) * dx), _mm256_cvtepi32_ps(s), acc);
+			acc = _mm256_fnmadd_ps(_mm256_set1_ps(_cvtsh_ss(rd16(w + 2)) * dx),
+					       _mm256_cvtepi32_ps(mi), acc);
+		}
+	}
+	a->y[b * a->ldy + r] = hsum8(acc);
+}
+
+/* activation rows a K-type super-block is unpacked for: 8 measured
+ * 1.0-1.25x faster than 4 */
+#define KX 8
+typedef void kfn(const struct kargs *, size_t, size_t);
+static AVX2 void k_row1_0(const struct kargs *a, size_t r, size_t b) { k_row1(a, 0, r, b); }
+static AVX2 void k_row1_1(const struct kargs *a, size_t r, size_t b) { k_row1(a, 1, r, b); }
+#define K_ROWS(q6, nx) \
+static AVX2 void k_rows_##q6##_##nx(const struct kargs *a, size_t r, size_t b) \
+{ k_rows(a, q6, nx, r, b); }
+K_ROWS(0, 2) K_ROWS(0, 3) K_ROWS(0, 4) K_ROWS(0, 5) K_ROWS(0, 6) K_ROWS(0, 7) K_ROWS(0, 8)
+K_ROWS(1, 2) K_ROWS(1, 3) K_ROWS(1, 4) K_ROWS(1, 5) K_ROWS(1, 6) K_ROWS(1, 7) K_ROWS(1, 8)
+
+static AVX2 int
+avx2_k(int q6, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t nsb,
+       const uint8_t *X, size_t xs, size_t nb, float *y, size_t ldy)
+{
+	static kfn *const fn[2][9] = {
+		{0, k_row1_0, k_rows_0_2, k_rows_0_3, k_rows_0_4, k_rows_0_5, k_rows_0_6, k_rows_0_7,
+		 k_rows_0_8},
+		{0, k_row1_1, k_rows_1_2, k_rows_1_3, k_rows_1_4, k_rows_1_5, k_rows_1_6, k_rows_1_7,
+		 k_rows_1_8},
+	};
+	struct kargs a = {W, rb, nsb, X, xs, y, ldy};
+
+	/* groups of KX activation rows (their data in L1) against all rows */
+	for (size_t b = 0; b < nb; b += KX) {
+		size_t nx = nb - b < KX ? nb - b : KX;
+
+		for (size_t r = r0; r < r1; r++)
+			fn[q6][nx](&a, r, b);
+	}
+	return 0;
+}
+
+/* ---- F32, F16, BF16 weights against f32 activations */
+
+/* 8 weights widened to f32 */
+INL __m256
+wld8(uint32_t t, const uint8_t *p)
+{
+	if (t == QUANT_F32)
+		return _mm256_loadu_ps((const float *)(const void *)p);
+	if (t == QUANT_F16)
+		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+	return _mm256_castsi256_ps(_mm256_slli_epi32(
+		_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+INL float
+wld1(uint32_t t, const uint8_t *p)
+{
+	if (t == QUANT_F32)
+		return rdf32(p);
+	if (t == QUANT_F16)
+		return _cvtsh_ss(rd16(p));
+	return quant_bf16_to_f32(rd16(p));
+}
+
+struct fargs {
+	const uint8_t *W;
+	size_t rb, n;
+	const float *X;
+	size_t xs;      /* in floats */
+	float *y;
+	size_t ldy;
+};
+
+INL void
+f_tile(const struct fargs *a, uint32_t t, int rw, int nx, size_t r, size_t b)
+{
+	const size_t es = t == QUANT_F32 ? 4 : 2, n = a->n, rb = a->rb, xs = a->xs;
+	const uint8_t *w = a->W + r * rb;
+	const float *x = a->X + b * xs;
+	__m256 acc[4][4];
+	size_t e = 0;
+
+#pragma GCC unroll 4
+	for (int j = 0; j < rw; j++)
+#pragma GCC unroll 4
+		for (int k = 0; k < nx; k++)
+			acc[j][k] = _mm256_setzero_ps();
+	for (; e + 8 <= n; e += 8) {
+		__m256 wv[4];
+
+		if (rw > 1)
+			prefetch_group(w + e * es, rw, rb, e / 8, 8 * es);
+
+#pragma GCC unroll 4
+		for (int j = 0; j < rw; j++)
+			wv[j] = wld8(t, w + j * rb + e * es);
+#pragma GCC unroll 4
+		for (int k = 0; k < nx; k++) {
+			__m256 xv = _mm256_loadu_ps(x + k * xs + e);
+
+			/* one load for all rows: GCC would fold it into each FMA,
+			 * and loads are what this loop runs out of */
+			__asm__("" : "+x"(xv));
+#pragma GCC unroll 4
+			for (int j = 0; j < rw; j++)
+				acc[j][k] = _mm256_fmadd_ps(wv[j], xv, acc[j][k]);
+		}
+	}
+#pragma GCC unroll 4
+	for (int j = 0; j < rw; j++)
+#pragma GCC unroll 4
+		for (int k = 0; k < nx; k++) {
+			float s = hsum8(acc[j][k]);
+
+			for (size_t f = e; f < n; f++)
+				s += wld1(t, w + j * rb + f * es) * x[k * xs + f];
+			a->y[(b + k) * a->ldy + r + j] = s;
+		}
+}
+
+typedef void ffn(const struct fargs *, size_t, size_t);
+#define F_TILE(tn, t, rw, nx) \
+static AVX2 void f_tile_##tn##_##rw##_##nx(const struct fargs *a, size_t r, size_t b) \
+{ f_tile(a, t, rw, nx, r, b); }
+#define F_ALL(tn, t) \
+F_TILE(tn, t, 4, 1) F_TILE(tn, t, 1, 1) F_TILE(tn, t, 2, 2) F_TILE(tn, t, 1, 2) \
+F_TILE(tn, t, 2, 3) F_TILE(tn, t, 1, 3) F_TILE(tn, t, 2, 4) F_TILE(tn, t, 1, 4) \
+static ffn *const f_fns_##tn[5][2] = { \
+	{0, 0}, {f_tile_##tn##_1_1, f_tile_##tn##_4_1}, {f_tile_##tn##_1_2, f_tile_##tn##_2_2}, \
+	{f_tile_##tn##_1_3, f_tile_##tn##_2_3}, {f_tile_##tn##_1_4, f_tile_##tn##_2_4}, \
+};
+F_ALL(f32, QUANT_F32)
+F_ALL(f16, QUANT_F16)
+F_ALL(bf16, QUANT_BF16)
+
+#ifdef SLUICE_OPENBLAS
+/* rows [r0, r1) widened into the scratch, dst[(r - r0) * n + e] */
+static AVX2 void
+widen_rows(uint32_t t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t n, float *dst)
+{
+	for (size_t r = r0; r < r1; r++, dst += n) {
+		const uint8_t *w = W + r * rb;
+		size_t e = 0;
+
+		for (; e + 8 <= n; e += 8)
+			_mm256_storeu_ps(dst + e, wld8(t, w + 2 * e));
+		for (; e < n; e++)
+			dst[e] = wld1(t, w + 2 * e);
+	}
+}
+#endif
+
+#ifdef SLUICE_OPENBLAS
+/* sgemm: y[b][r] = sum_e x[b][e] * W[r][e], F16/BF16 through panels of
+ * rows widened to f32 (a panel ~256 KiB, so it stays in L2) */
+static int
+blas_rows(uint32_t t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t n,
+	  const float *X, size_t xs, size_t nb, float *y, size_t ldy)
+{
+	size_t panel;
+	float *buf;
+
+	if (n > INT32_MAX || nb > INT32_MAX || r1 - r0 > INT32_MAX || xs > INT32_MAX
+	    || ldy > INT32_MAX)
+		return -1;
+	if (t == QUANT_F32) {
+		if ((uintptr_t)W % 4)
+			return -1;
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)(r1 - r0), (int)n,
+			    1.f, X, (int)xs, (const float *)(const void *)(W + r0 * rb), (int)n,
+			    0.f, y + r0, (int)ldy);
+		return 0;
+	}
+	panel = 65536 / n;
+	panel = panel < 16 ? 16 : panel > 256 ? 256 : panel;
+	if (!(buf = scratch_get(panel * n)))
+		return -1;
+	for (size_t r = r0; r < r1; r += panel) {
+		size_t m = r1 - r < panel ? r1 - r : panel;
+
+		widen_rows(t, W, rb, r, r + m, n, buf);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)m, (int)n,
+			    1.f, X, (int)xs, buf, (int)n, 0.f, y + r, (int)ldy);
+	}
+	return 0;
+}
+#else
+static int
+blas_rows(uint32_t t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t n,
+	  const float *X, size_t xs, size_t nb, float *y, size_t ldy)
+{
+	(void)t, (void)W, (void)rb, (void)r0, (void)r1, (void)n, (void)X, (void)xs, (void)nb;
+	(void)y, (void)ldy;
+	return -1;
+}
+#endif
+
+static AVX2 int
+avx2_float(uint32_t t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t n,
+	   const uint8_t *X, size_t xs, size_t nb, float *y, size_t ldy)
+{
+	ffn *const (*fns)[2] = t == QUANT_F32 ? f_fns_f32 : t == QUANT_F16 ? f_fns_f16 : f_fns_bf16;
+	struct fargs a = {W, rb, n, (const float *)(const void *)X, xs / 4, y, ldy};
+	size_t xchunk, rpanel;
+
+	if ((uintptr_t)X % 4 || xs % 4)
+		return -1;
+	/* sgemm pays from about 32 activation rows (measured: slower at 16,
+	 * 1.4x faster at 64, 1.6x at 512, on 576x1536) */
+	if (nb >= 32 && blas_ready()
+	    && blas_rows(t, W, rb, r0, r1, n, a.X, a.xs, nb, y, ldy) == 0)
+		return 0;
+	/* blocks of activation rows and of weight rows that both stay in
+	 * L2 (~128 KiB each) while the tiles go over them */
+	xchunk = 131072 / (4 * n) / 4 * 4;
+	xchunk = xchunk < 4 ? 4 : xchunk;
+	rpanel = 131072 / rb;
+	rpanel = rpanel < 4 ? 4 : rpanel;
+	for (size_t c0 = 0; c0 < nb; c0 += xchunk) {
+		size_t c1 = nb - c0 < xchunk ? nb : c0 + xchunk;
+
+		for (size_t p0 = r0; p0 < r1; p0 += rpanel) {
+			size_t p1 = r1 - p0 < rpanel ? r1 : p0 + rpanel;
+
+			for (size_t b = c0; b < c1;) {
+				size_t nx = c1 - b < 4 ? c1 - b : 4, rw = nx == 1 ? 4 : 2, r = p0;
+
+				for (; r + rw <= p1; r += rw)
+					fns[nx][1](&a, r, b);
+				for (; r < p1; r++)
+					fns[nx][0](&a, r, b);
+				b += nx;
+			}
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ the entry point */
+
+void
+dot_rows(uint32_t wtype, const void *W, size_t r0, size_t r1, size_t n,
+	 const void *xq, size_t xq_stride, size_t nb, float *y, size_t ldy)
+{
+	size_t rb = quant_row_bytes(wtype, n);
+	const uint8_t *w = W, *x = xq;
+	int rc = -1;
+
+	if (r1 <= r0 || nb == 0)
+		return;
+	if (dot_act_bytes(wtype, n) == 0 || rb == 0) {
+		/* a type or size this engine cannot multiply: zeros, never
+		 * a read past the rows */
+		for (size_t b = 0; b < nb; b++)
+			memset(y + b * ldy + r0, 0, (r1 - r0) * sizeof *y);
+		return;
+	}
+	if (dot_simd()) {
+		switch (wtype) {
+		case QUANT_Q4_0:
+			rc = avx2_q(0, w, rb, r0, r1, n / QK, x, xq_stride, nb, y, ldy);
+			break;
+		case QUANT_Q4_1:
+			rc = avx2_q(1, w, rb, r0, r1, n / QK, x, xq_stride, nb, y, ldy);
+			break;
+		case QUANT_Q8_0:
+			rc = avx2_q(2, w, rb, r0, r1, n / QK, x, xq_stride, nb, y, ldy);
+			break;
+		case QUANT_Q4_K:
+			rc = avx2_k(0, w, rb, r0, r1, n / QKK, x, xq_stride, nb, y, ldy);
+			break;
+		case QUANT_Q6_K:
+			rc = avx2_k(1, w, rb, r0, r1, n / QKK, x, xq_stride, nb, y, ldy);
+			break;
+		default:
+			rc = avx2_float(wtype, w, rb, r0, r1, n, x, xq_stride, nb, y, ldy);
+			break;
+		}
+	}
+	if (rc != 0)
+		scalar_rows(wtype, w, rb, r0, r1, n, x, xq_stride, nb, y, ldy);
+}

@@ -1,0 +1,193 @@
+#!/usr/bin/env bats
+# infer-cpu on tiny random models (sluice model synth, seeded, so the suite
+# regenerates the very files t/infer/mkfixtures.py gave llama.cpp): the
+# forward pass of every weight type against llama.cpp's logits, chunking,
+# threads and the scalar path; then the engine's protocol: errors, cancel,
+# timeout, priority, sockets, signals.
+
+load helpers/lib
+
+PROMPT="1 3 17 42 100 150 200 255 268 7 64 128"
+
+setup_file() {
+	local d=$BATS_FILE_TMPDIR
+	export PATH=$SLUICE_ROOT/bin:$SLUICE_ROOT/build/obj/t/helpers:$PATH
+	(cd "$d" && grep -E '^(sluice|quantize) ' "$SLUICE_ROOT/t/infer/tiny.txt" | sh >/dev/null 2>&1)
+}
+
+tiny() {
+	echo "$BATS_FILE_TMPDIR/tiny-$1.gguf"
+}
+
+# req JSON...: JSON lines to msgpack
+req() {
+	printf '%s\n' "$@" | sluice cat -m
+}
+
+@test "the tiny models are the ones llama.cpp saw (same sha256)" {
+	cd "$BATS_FILE_TMPDIR"
+	grep -E '^[0-9a-f]{64}  tiny-' "$SLUICE_ROOT/t/infer/tiny.txt" | sha256sum -c --quiet
+}
+
+# type max-abs mean-abs: the logits of all 12 positions against llama.cpp's
+@test "logits of every weight type match llama.cpp's" {
+	for tb in f32:0.002:0.0005 f16:0.003:0.0005 bf16:0.02:0.003 q8_0:0.03:0.005 q4_0:0.03:0.005 \
+		  q4_1:0.03:0.005 q4_k:0.03:0.006 q6_k:0.03:0.006 q8_0-untied:0.03:0.005; do
+		IFS=: read -r t mx mn <<<"$tb"
+		run fwdtest -m "$(tiny "$t")" -a -r "$SLUICE_ROOT/t/infer/tiny-$t.f32" -M "$mx" -A "$mn" $PROMPT
+		echo "$t: $output"
+		no_crash
+		[ "$status" -eq 0 ]
+	done
+}
+
+@test "chunked prefill, thread count and block order do not change a bit" {
+	scratch
+	for t in q4_1 q8_0 q4_k f16; do
+		fwdtest -m "$(tiny "$t")" -a -t 2 -o "$T/full.f32" $PROMPT
+		for args in "-c 5 -t 2" "-c 1 -t 1" "-c 7 -t 3"; do
+			run fwdtest -m "$(tiny "$t")" -a $args -r "$T/full.f32" -M 0 -A 0 $PROMPT
+			echo "$t $args: $output"
+			[ "$status" -eq 0 ]
+		done
+	done
+}
+
+@test "the scalar path agrees with AVX2" {
+	scratch
+	for t in q4_0 q4_1 q8_0 q4_k q6_k f16 bf16; do
+		fwdtest -m "$(tiny "$t")" -a -o "$T/simd.f32" $PROMPT
+		SLUICE_SCALAR=1 run fwdtest -m "$(tiny "$t")" -a -r "$T/simd.f32" -M 0.0005 -A 0.0001 $PROMPT
+		echo "$t: $output"
+		[ "$status" -eq 0 ]
+	done
+}
+
+@test "usage and load errors" {
+	scratch
+	run infer-cpu -h
+	[ "$status" -eq 0 ]
+	[[ "$output" == usage:* ]]
+	run infer-cpu --bogus
+	[ "$status" -eq 100 ]
+	run infer-cpu -m "$T/none.gguf" </dev/null
+	[ "$status" -eq 111 ]
+	[[ "$output" == *"unable to open $T/none.gguf: No such file or directory"* ]]
+	echo junk >"$T/junk.gguf"
+	run infer-cpu -m "$T/junk.gguf" </dev/null
+	[ "$status" -eq 111 ]
+	[[ "$output" == *"unable to load $T/junk.gguf"* ]]
+	quantize -q -t q5_0 "$(tiny f32)" "$T/q5.gguf"
+	run infer-cpu -m "$T/q5.gguf" </dev/null
+	[ "$status" -eq 111 ]
+	[[ "$output" == *"has type Q5_0, which the engine does not support; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K"* ]]
+	run infer-cpu -m "$(tiny f32)" --kv-mem 1 </dev/null
+	[ "$status" -eq 100 ]
+}
+
+@test "an unsupported architecture is named" {
+	scratch
+	python3 - "$(tiny f32)" "$T/gpt2.gguf" <<-'PY'
+	import sys
+	data = open(sys.argv[1], "rb").read()
+	# same length: the architecture string "llama" -> "gpt2x" and its keys with it
+	open(sys.argv[2], "wb").write(data.replace(b"llama", b"gptjx"))
+	PY
+	run infer-cpu -m "$T/gpt2.gguf" </dev/null
+	[ "$status" -eq 111 ]
+	[[ "$output" == *'architecture "gptjx" is not supported; supported: llama, qwen2'* ]]
+}
+
+@test "bad requests get an error event each and the good ones are answered" {
+	scratch
+	req '{"id":"ok1","tokens":[1,2,3],"max_tokens":3,"ignore_eos":true}' \
+	    '{"tokens":[1,2]}' \
+	    '{"id":"big","tokens":[1,2,99999],"max_tokens":3}' \
+	    '{"id":"long","tokens":['"$(seq -s, 1 300)"'],"max_tokens":3}' \
+	    '{"id":"type","tokens":[1,2],"max_tokens":"many"}' \
+	    '{"id":"empty","tokens":[]}' \
+	    '{"id":"none"}' \
+	    '{"id":"stops","tokens":[1],"stop":["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"]}' \
+	    '{"id":"ok2","tokens":[4,5,6],"max_tokens":2,"ignore_eos":true,"row":17}' \
+	    >"$T/in"
+	run sh -c "infer-cpu -q -m $(tiny q8_0) --ctx 256 <$T/in | sluice cat"
+	echo "$output"
+	no_crash
+	[ "$status" -eq 0 ]
+	[ "$(echo "$output" | grep -c '"finish":"error"')" -eq 7 ]
+	echo "$output" | grep -q '"id":"big".*"code":"bad_request".*token 99999 at 2 is not in the vocabulary'
+	echo "$output" | grep -q '"id":"long".*"code":"too_long"'
+	echo "$output" | grep -q '"id":"type".*"code":"bad_request".*max_tokens'
+	echo "$output" | grep -q '"id":"empty".*"code":"bad_request"'
+	echo "$output" | grep -q '"id":"none".*"code":"bad_request".*no prompt, messages or tokens'
+	echo "$output" | grep -q '"id":"stops".*"code":"bad_request".*at most 16 stop strings'
+	echo "$output" | grep -q '"code":"bad_request","message":"request has no id'
+	echo "$output" | grep -q '"row":17,"id":"ok2","tokens":\[[0-9]*,[0-9]*\],"finish":"length"'
+	echo "$output" | grep -q '"id":"ok1","tokens":\[[0-9]*,[0-9]*,[0-9]*\],"finish":"length","usage":{"prompt_tokens":3,"completion_tokens":3,"cached_tokens":0}'
+}
+
+@test "garbage bytes between requests: an error, and the stream goes on" {
+	scratch
+	{ req '{"id":"a","tokens":[1,2],"max_tokens":2,"ignore_eos":true}'
+	  printf '\x93\x01\x02\x03'    # an array, not a map
+	  req '{"id":"b","tokens":[1,2],"max_tokens":2,"ignore_eos":true}'; } >"$T/in"
+	run sh -c "infer-cpu -q -m $(tiny q8_0) <$T/in | sluice cat"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	echo "$output" | grep -q '"id":"a".*"finish":"length"'
+	echo "$output" | grep -q '"id":"b".*"finish":"length"'
+	echo "$output" | grep -q '"finish":"error"'
+}
+
+@test "streaming: an event per token, then the final one; --text" {
+	scratch
+	req '{"id":"s","tokens":[1,2,3],"max_tokens":5,"ignore_eos":true,"stream":true}' >"$T/in"
+	run sh -c "infer-cpu -q --text -m $(tiny q8_0) <$T/in | sluice cat"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(echo "$output" | wc -l)" -ge 5 ]
+	[ "$(echo "$output" | grep -c '"finish"')" -eq 1 ]
+	echo "$output" | tail -1 | grep -q '"finish":"length"'
+	echo "$output" | grep -q '"text":'
+}
+
+@test "cancel stops a request at once and the engine keeps serving" {
+	run python3 "$SLUICE_ROOT/t/helpers/engine.py" cancel -- infer-cpu -q -m "$(tiny q8_0)" --ctx 256
+	echo "$output"
+	[ "$status" -eq 0 ]
+	echo "$output" | sed -n 1p | grep -q '"finish": "cancelled"'
+	echo "$output" | sed -n 2p | grep -q '"finish": "length"'
+}
+
+@test "timeout_ms finishes a request with timeout; others go on" {
+	run python3 "$SLUICE_ROOT/t/helpers/engine.py" timeout -- infer-cpu -q -m "$(tiny q8_0)" --ctx 100000 --kv-mem 64M
+	echo "$output"
+	[ "$status" -eq 0 ]
+	echo "$output" | sed -n 1p | grep -q '"finish": "timeout"'
+	echo "$output" | sed -n 2p | grep -q '"finish": "length"'
+}
+
+@test "priority: lower runs first, then arrival" {
+	run python3 "$SLUICE_ROOT/t/helpers/engine.py" priority -- infer-cpu -q -m "$(tiny q8_0)" --max-seqs 1 --ctx 200000 --kv-mem 64M
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = "first d c a b e" ]
+}
+
+@test "a unix socket serves two clients at once; SIGTERM drains and exits 0" {
+	scratch
+	infer-cpu -q -m "$(tiny q8_0)" -l "unix:$T/s" -d 3 3>"$T/ready" &
+	pid=$!
+	wait_for_path "$T/s"
+	for c in 1 2; do
+		req '{"id":"x","tokens":[1,2,3],"max_tokens":20,"ignore_eos":true,"client":'$c'}' >"$T/in$c"
+	done
+	sluice cat -j -u "unix:$T/s" <"$T/in1" >"$T/out1" &
+	c1=$!
+	sluice cat -j -u "unix:$T/s" <"$T/in2" >"$T/out2"
+	wait $c1
+	grep -q '"client":1,"id":"x".*"finish":"length"' "$T/out1"
+	grep -q '"client":2,"id":"x".*"finish":"length"' "$T/out2"
+	kill -TERM $pid
+	wait $pid
+}

@@ -184,3 +184,36 @@ assert q8["totals"]["bytes_after"] > q8["totals"]["bytes_before"]
 assert sum(t["fallback"] for t in q4["tensors"]) == 181, sum(t["fallback"] for t in q4["tensors"])
 PY
 }
+
+@test "--eval: perplexity before and after, measured with the engine" {
+	scratch
+	synth
+	head -c 20000 "$SLUICE_ROOT/t/infer/ppl.txt" >"$T/text"
+	run quantize -q -t q4_k --eval "$T/text" --eval-ctx 128 "$T/s.gguf" "$T/q.gguf"
+	echo "$output"
+	no_crash
+	[ "$status" -eq 0 ]
+	[[ "$output" =~ ^perplexity\ before\ [0-9.]+\ after\ [0-9.]+\ change\ [-+][0-9.]+%\ \([0-9]+\ tokens\ scored,\ ctx\ 128\)$ ]]
+	# the numbers are the engine's own: infer-cpu --perplexity says the same
+	before=$(infer-cpu -m "$T/s.gguf" --perplexity "$T/text" --ppl-ctx 128 | awk '{print $2}')
+	after=$(infer-cpu -m "$T/q.gguf" --perplexity "$T/text" --ppl-ctx 128 | awk '{print $2}')
+	[[ "$output" == "perplexity before $before after $after "* ]]
+	# too short a text, and -n
+	head -c 100 "$T/text" >"$T/short"
+	run quantize -q -t q8_0 --eval "$T/short" "$T/s.gguf" "$T/q2.gguf"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"fewer than one chunk of 512"* ]]
+	run quantize -n -t q8_0 --eval "$T/text" "$T/s.gguf"
+	[ "$status" -eq 100 ]
+}
+
+@test "--eval on the default model: Q8_0 costs little perplexity" {
+	scratch
+	need_model
+	head -c 9000 "$SLUICE_ROOT/t/infer/ppl.txt" >"$T/text"
+	run quantize -q -t q8_0 --eval "$T/text" "$MODEL" "$T/q8.gguf"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# requantizing Q4_1 to Q8_0 loses almost nothing: within 1%
+	echo "$output" | tail -1 | awk '{c=$7; sub(/%/, "", c); c += 0; exit !(c > -1 && c < 1)}'
+}

@@ -843,11 +843,83 @@ q_rows(const struct qarg *a, int t, int rw, int nx, size_t r, size_t b)
 		}
 }
 
+/* The batch shape: 2 weight rows against 4 activation rows (b % 4 == 0,
+ * inside one octet), each pair summed exactly as q_rows sums it (8 float
+ * lanes, one FMA a block; Q4_1's m * s added in float), with the shared
+ * work done once: d times each activation's scale as one vector multiply
+ * of broadcasts, the four m * s at once in a 4-lane vector. */
+INL void
+q_tile(const struct qarg *a, int t, size_t r, size_t b)
+{
+	const int wb = t == 1 ? Q4_1_B : t == 0 ? Q4_0_B : Q8_0_B, wo = t == 1 ? 4 : 2;
+	const int xb = t == 1 ? Q8_1_B : Q8_0_B, xo = t == 1 ? 4 : 2;
+	const uint8_t *w = a->W + r * a->rb, *x = a->X + b * a->xs + xo;
+	const size_t rb = a->rb, xs = a->xs, off = b / 8 * a->nblk * 8 + b % 8;
+	const float *pd = a->pd + off, *ps = (const float *)a->p2 + off;
+	__m256 acc[2][4];
+	__m128 accm[2];
+
+	for (int j = 0; j < 2; j++) {
+		for (int k = 0; k < 4; k++)
+			acc[j][k] = _mm256_setzero_ps();
+		accm[j] = _mm_setzero_ps();
+	}
+	for (size_t i = 0; i < a->nblk; i++, w += wb, x += xb, pd += 8, ps += 8) {
+		__m256i q[2], aq[2];
+		__m256 dw[2];
+
+		prefetch_group(w, 2, rb, i, wb);
+#pragma GCC unroll 2
+		for (int j = 0; j < 2; j++) {
+			const uint8_t *wj = w + j * rb;
+
+			dw[j] = _mm256_set1_ps(_cvtsh_ss(rd16(wj)));
+			if (t == 1) {
+				q[j] = nib32(wj + wo);
+				/* the four m * s of this block, in order of the activation rows */
+				accm[j] = _mm_add_ps(accm[j], _mm_mul_ps(_mm_set1_ps(_cvtsh_ss(rd16(wj + 2))),
+									 _mm_loadu_ps(ps)));
+			} else if (t == 0) {
+				q[j] = _mm256_sub_epi8(nib32(wj + wo), _mm256_set1_epi8(8));
+			} else {
+				q[j] = ld256(wj + wo);
+			}
+			aq[j] = t == 1 ? q[j] : _mm256_sign_epi8(q[j], q[j]);
+		}
+#pragma GCC unroll 4
+		for (int k = 0; k < 4; k++) {
+			__m256i xv = ld256(x + k * xs);
+			__m256 dx = _mm256_broadcast_ss(pd + k);
+
+#pragma GCC unroll 2
+			for (int j = 0; j < 2; j++) {
+				__m256i sy = t == 1 ? xv : _mm256_sign_epi8(xv, q[j]);
+				__m256i s = pairs32(_mm256_maddubs_epi16(aq[j], sy));
+
+				acc[j][k] = _mm256_fmadd_ps(_mm256_mul_ps(dw[j], dx), _mm256_cvtepi32_ps(s), acc[j][k]);
+			}
+		}
+	}
+	for (int j = 0; j < 2; j++) {
+		float m4[4];
+
+		_mm_storeu_ps(m4, accm[j]);
+		for (int k = 0; k < 4; k++) {
+			float v = hsum8(acc[j][k]);
+
+			if (t == 1)
+				v += m4[k];
+			a->y[(b + k) * a->ldy + r + j] = v;
+		}
+	}
+}
+
 typedef void qfn(const struct qarg *, size_t, size_t);
 #define Q_ROWS(t, rw, nx) \
 static AVX2 void q_rows_##t##_##rw##_##nx(const struct qarg *a, size_t r, size_t b) \
 { q_rows(a, t, rw, nx, r, b); }
 #define Q_ALL(t) \
+static AVX2 void q_tile_##t(const struct qarg *a, size_t r, size_t b) { q_tile(a, t, r, b); } \
 Q_ROWS(t, 4, 1) Q_ROWS(t, 1, 1) Q_ROWS(t, 2, 2) Q_ROWS(t, 1, 2) Q_ROWS(t, 2, 3) Q_ROWS(t, 1, 3) \
 static qfn *const q_rows_##t[4][2] = {{0, 0}, {q_rows_##t##_1_1, q_rows_##t##_4_1}, \
 	{q_rows_##t##_1_2, q_rows_##t##_2_2}, {q_rows_##t##_1_3, q_rows_##t##_2_3}};
@@ -879,6 +951,17 @@ avx2_q(int t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t nblk,
 	while (b < nb) {
 		size_t left = 8 - b % 8, nx = nb - b < 3 ? nb - b : 3, rw, r = r0;
 
+		if (b % 4 == 0 && nb - b >= 4) {
+			qfn *tile = t == 0 ? q_tile_0 : t == 1 ? q_tile_1 : q_tile_2;
+
+			for (; r + 2 <= r1; r += 2)
+				tile(&a, r, b);
+			if (r < r1)     /* an odd last row: one at a time, the same sums */
+				for (size_t k = 0; k < 4; k += 2)
+					rows[2][0](&a, r, b + k);
+			b += 4;
+			continue;
+		}
 		if (nx > left)
 			nx = left;
 		rw = nx == 1 ? 4 : 2;

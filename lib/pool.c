@@ -15,6 +15,8 @@
 
 /* Spins before sleeping: about 100 us on this machine's cores. */
 #define SPINS 20000
+/* The caller spins this long for the others to finish before it yields. */
+#define WAIT_SPINS 2000
 
 struct pool {
 	int n;
@@ -139,7 +141,7 @@ pool_run(pool *p, void (*fn)(void *, int, int), void *arg)
 	/* spin: the others finish within microseconds, unless the machine is
 	 * oversubscribed and one of them lost its core; then give ours away */
 	for (unsigned i = 0; atomic_load_explicit(&p->done, memory_order_acquire) != p->n - 1; i++) {
-		if (i < SPINS)
+		if (i < WAIT_SPINS)
 			cpu_relax();
 		else
 			sched_yield();

@@ -191,3 +191,25 @@ req() {
 	kill -TERM $pid
 	wait $pid
 }
+
+@test "a worker pool on Redis streams: two engines, every job answered once" {
+	scratch
+	redis_start
+	ep=$REDIS_URL_BASE/jobs
+	infer-cpu -q -m "$(tiny q8_0)" -l "$ep" 2>"$T/w1.err" &
+	w1=$!
+	infer-cpu -q -m "$(tiny q8_0)" -l "$ep" 2>"$T/w2.err" &
+	w2=$!
+	for i in $(seq 30); do
+		echo '{"id":"r'$i'","tokens":[1,2,3],"max_tokens":6,"ignore_eos":true,"row":'$i'}'
+	done >"$T/jobs.jsonl"
+	run sh -c "sluice cat -j -t 60000 -u '$ep' <'$T/jobs.jsonl' >'$T/out'"
+	kill $w1 $w2
+	wait $w1 $w2 || true
+	redis_stop
+	cat "$T"/w*.err
+	[ "$status" -eq 0 ]
+	[ "$(grep -c '"finish":"length"' "$T/out")" -eq 30 ]
+	[ "$(grep -o '"id":"r[0-9]*"' "$T/out" | sort -u | wc -l)" -eq 30 ]
+	grep -q '"row":17,"id":"r17"' "$T/out"
+}

@@ -27,8 +27,10 @@ alternating the two programs (A B A B ...), medians of several rounds:
 
 Peers come from variables (PEERS.md): LLAMA_BENCH, LLAMA_SERVER (paths of
 llama.cpp's tools; else looked up on PATH); a missing one is skipped.
-INFER_CPU overrides bin/infer-cpu. Needs the msgpack module, else goes
-through `sluice cat`.
+INFER_CPU overrides bin/infer-cpu. Uses the msgpack module, else goes
+through `sluice cat`. The whole run is long on 2 cores: one llama-server
+round of the offline job takes 10+ minutes; --offline-runs, --prompts and
+--only cut it down.
 
   python3 t/perf/infer.py [-r RUNS] [--offline-runs N] [-m MODEL] [--np N]
       [--prompts N] [--max-seqs N] [--only pp,offline] [--q8 FILE]
@@ -246,8 +248,11 @@ def peer_pp_tg(bench, model, threads, extra):
 
 def workload(n, seed):
     """n jobs (prompt ids, max_tokens) cut at random from GPL-3 tokenized."""
-    with open(TEXT) as f:
-        text = f.read()
+    try:
+        with open(TEXT) as f:
+            text = f.read()
+    except OSError as ex:
+        sys.exit("offline job needs %s (Debian's base-files): %s" % (TEXT, ex))
     req = json.dumps({"id": "text", "prompt": text}) + "\n"
     out = subprocess.run([os.path.join(BIN, "tokenize"), "-i", "json", "-o", "json", "--no-special"],
                          input=req, check=True, capture_output=True, text=True).stdout
@@ -430,7 +435,7 @@ def main():
     peer_info = None
     kv_mem = kv_bytes_per_token(model) * a.np * SLOT_CTX
     try:
-        if "pp" in only:
+        if "pp" in only and (have_ours or bench):
             q8 = a.q8
             if not q8:
                 q8 = os.path.join(tmp, "q8_0.gguf")
@@ -450,6 +455,11 @@ def main():
                             r["pp"][1].append(pp); r["tg"][1].append(tg)
                 for k, label in (("pp", "pp512"), ("tg", "tg128")):
                     rows.append(("%s %s (tok/s)" % (label, name), r[k][0], r[k][1], 1.0))
+            notes.append("pp/tg: peer %s -m M -t %d -p 512 -n 128 -r 1 -o json%s per round;"
+                         " sluice infer-cpu -m M -t %d, one request after another: warm-up,"
+                         " 512 random ids max_tokens 1, 4 ids max_tokens 128 ignore_eos"
+                         % (bench or "llama-bench", a.threads, (" " + a.bench_args) if a.bench_args else "",
+                            a.threads))
         if "offline" in only:
             jobs = workload(a.prompts, a.seed)
             gen = sum(n for _, n in jobs)
@@ -488,6 +498,10 @@ def main():
     print("machine: %s; %d threads; load average %.2f at the start, %.2f at the end"
           % (machine(), a.threads, load0, os.getloadavg()[0]))
     print("model: %s (%d bytes)" % (model, os.path.getsize(model)))
+    if server:
+        v = subprocess.run([server, "--version"], capture_output=True, text=True)
+        v = [l for l in (v.stdout + v.stderr).split("\n") if l.startswith("version")]
+        print("llama-server: %s (%s)" % (v[0] if v else "?", server))
     if peer_info:
         fa = {-1: "auto", 0: "off", 1: "on"}.get(peer_info.get("flash_attn"), peer_info.get("flash_attn"))
         print("llama.cpp: build %s (%s), %s, flash_attn %s, n_batch %s, n_ubatch %s, KV %s, backend %s, cpu %s"

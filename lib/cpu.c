@@ -425,10 +425,14 @@ attend_avx2(cpu *c, uint32_t layer, uint32_t t, uint32_t h, float *sc)
 			s2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 16))), q[i / 8 + 2], s2);
 			s3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 24))), q[i / 8 + 3], s3);
 		}
-		d = fold4(s0, s1, s2, s3);
-		for (i = hd32; i < hd; i++)
-			d += (double)(_cvtsh_ss(k[i]) * q16[i]);
-		sc[p] = (float)d * scale;
+		if (hd32 == hd) {
+			sc[p] = fold4(s0, s1, s2, s3) * scale;
+		} else {
+			d = fold4(s0, s1, s2, s3);
+			for (i = hd32; i < hd; i++)
+				d += (double)(_cvtsh_ss(k[i]) * q16[i]);
+			sc[p] = (float)d * scale;
+		}
 		if (sc[p] > mx)
 			mx = sc[p];
 	}
@@ -443,33 +447,55 @@ attend_avx2(cpu *c, uint32_t layer, uint32_t t, uint32_t h, float *sc)
 	for (p = 0; p < np; p += 8)
 		_mm256_storeu_ps(sc + p, _mm256_cvtph_ps(_mm256_cvtps_ph(
 			_mm256_mul_ps(_mm256_loadu_ps(sc + p), _mm256_set1_ps(inv)), _MM_FROUND_TO_NEAREST_INT)));
-	/* lane l of the sums holds the positions p with p mod 32 == l */
+	/* lane l of the sums holds the positions p with p mod 32 == l, added
+	 * in increasing p; a lane at a time, so its sums stay in registers */
 	l = pos + 1 < 32 ? pos + 1 : 32;
-	for (p = 0; p < l * nv; p++)
-		lane[p] = _mm256_setzero_ps();
-	for (p = 0; p <= pos; p++) {
-		const uint16_t *v = c->vc + cache_row(c, layer, pt, p) + (size_t)kvh * hd;
-		__m256 a = _mm256_set1_ps(sc[p]), *ln = lane + (p & 31) * nv;
+	for (uint32_t ln = 0; ln < l; ln++) {
+		uint32_t i0 = 0;
 
-		for (i = 0; i < nv; i++)
-			ln[i] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + 8 * i))), a, ln[i]);
+		/* 8 vectors (64 dimensions) at a time, their sums in registers */
+		for (; i0 + 8 <= nv; i0 += 8) {
+			__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+
+			for (p = ln; p <= pos; p += 32) {
+				const uint16_t *v = c->vc + cache_row(c, layer, pt, p) + (size_t)kvh * hd + 8 * i0;
+				__m256 a = _mm256_set1_ps(sc[p]);
+#define PV(k, acc) acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + 8 * k))), a, acc)
+				PV(0, a0); PV(1, a1); PV(2, a2); PV(3, a3); PV(4, a4); PV(5, a5); PV(6, a6); PV(7, a7);
+			}
+			lane[ln * nv + i0] = a0; lane[ln * nv + i0 + 1] = a1;
+			lane[ln * nv + i0 + 2] = a2; lane[ln * nv + i0 + 3] = a3;
+			lane[ln * nv + i0 + 4] = a4; lane[ln * nv + i0 + 5] = a5;
+			lane[ln * nv + i0 + 6] = a6; lane[ln * nv + i0 + 7] = a7;
+		}
+		/* what is left (head sizes not a multiple of 64) */
+		for (; i0 < nv; i0++) {
+			__m256 a0 = _mm256_setzero_ps();
+
+			for (p = ln; p <= pos; p += 32) {
+				const uint16_t *v = c->vc + cache_row(c, layer, pt, p) + (size_t)kvh * hd + 8 * i0;
+				__m256 a = _mm256_set1_ps(sc[p]);
+				PV(0, a0);
+#undef PV
+			}
+			lane[ln * nv + i0] = a0;
+		}
 	}
 	for (p = l; p < 32; p++)      /* lanes no position reached */
 		for (i = 0; i < nv; i++)
 			lane[p * nv + i] = _mm256_setzero_ps();
-	/* out[8i + e] folds lanes 0..31 of element e of vector i */
+	/* out[8i + e] folds lanes 0..31 of element e of vector i as fold4
+	 * does, for the 8 elements of a vector at once: the same additions in
+	 * the same order, lane-wise */
 	for (i = 0; i < nv; i++) {
-		float tr[32][8];
-		for (p = 0; p < 32; p++)
-			_mm256_storeu_ps(tr[p], lane[p * nv + i]);
-		for (l = 0; l < 8; l++) {
-			__m256 g[4];
-			int j;
-			for (j = 0; j < 4; j++)
-				g[j] = _mm256_setr_ps(tr[8 * j][l], tr[8 * j + 1][l], tr[8 * j + 2][l], tr[8 * j + 3][l],
-						      tr[8 * j + 4][l], tr[8 * j + 5][l], tr[8 * j + 6][l], tr[8 * j + 7][l]);
-			out[8 * i + l] = fold4(g[0], g[1], g[2], g[3]);
-		}
+		__m256 x[8], t[4];
+
+		for (l = 0; l < 8; l++)
+			x[l] = _mm256_add_ps(_mm256_add_ps(lane[l * nv + i], lane[(16 + l) * nv + i]),
+					     _mm256_add_ps(lane[(8 + l) * nv + i], lane[(24 + l) * nv + i]));
+		for (l = 0; l < 4; l++)
+			t[l] = _mm256_add_ps(x[l], x[l + 4]);
+		_mm256_storeu_ps(out + 8 * i, _mm256_add_ps(_mm256_add_ps(t[0], t[1]), _mm256_add_ps(t[2], t[3])));
 	}
 }
 

@@ -41,6 +41,17 @@ req() {
 	done
 }
 
+@test "qwen2 (Q/K/V biases, NEOX RoPE) matches llama.cpp's logits" {
+	scratch
+	python3 "$SLUICE_ROOT/t/infer/qwen2.py" "$(tiny f32)" "$T/qwen2.gguf"
+	run fwdtest -m "$T/qwen2.gguf" -a -r "$SLUICE_ROOT/t/infer/tiny-qwen2.f32" -M 0.0001 -A 0.00001 $PROMPT
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# and it is not the llama model under another name
+	run fwdtest -m "$T/qwen2.gguf" -a -r "$SLUICE_ROOT/t/infer/tiny-f32.f32" -M 0.1 -g $PROMPT
+	[ "$status" -eq 1 ]
+}
+
 @test "chunked prefill, thread count and block order do not change a bit" {
 	scratch
 	for t in q4_1 q8_0 q4_k f16; do
@@ -212,4 +223,32 @@ req() {
 	[ "$(grep -c '"finish":"length"' "$T/out")" -eq 30 ]
 	[ "$(grep -o '"id":"r[0-9]*"' "$T/out" | sort -u | wc -l)" -eq 30 ]
 	grep -q '"row":17,"id":"r17"' "$T/out"
+}
+
+@test "logprobs: the chosen token's log-probability and the top alternatives" {
+	scratch
+	req '{"id":"l","tokens":[1,2,3],"max_tokens":4,"ignore_eos":true,"logprobs":5}' \
+	    '{"id":"s","tokens":[1,2,3],"max_tokens":4,"ignore_eos":true,"logprobs":3,"temperature":1.5,"seed":7}' >"$T/in"
+	infer-cpu -q -m "$(tiny q8_0)" <"$T/in" | sluice cat >"$T/out"
+	run python3 - "$T/out" <<-'PY'
+	import json, math, sys
+	for e in map(json.loads, open(sys.argv[1])):
+	    lp = e["logprobs"]
+	    assert len(lp) == len(e["tokens"]) == 4, e
+	    n = 5 if e["id"] == "l" else 3
+	    for tok, x in zip(e["tokens"], lp):
+	        assert x["token"] == tok and x["logprob"] <= 0, x
+	        top = x["top"]
+	        assert len(top) == n and all(top[i][1] >= top[i + 1][1] for i in range(n - 1)), top
+	        assert sum(math.exp(p) for _, p in top) <= 1.0001, top
+	        if e["id"] == "l":   # greedy: the chosen token is the most likely one
+	            assert top[0][0] == tok and abs(top[0][1] - x["logprob"]) < 1e-6, x
+	        else:                # sampled: its logprob is the model's, whatever was drawn
+	            for t, p in top:
+	                if t == tok:
+	                    assert abs(p - x["logprob"]) < 1e-6, x
+	print("ok")
+	PY
+	echo "$output"
+	[ "$status" -eq 0 ]
 }

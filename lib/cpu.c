@@ -695,7 +695,7 @@ cpu_new(const model *m, uint32_t n_blocks, uint32_t block_size, uint32_t max_tok
 	c->wide = m->dim > m->ff ? m->dim : m->ff;
 	if (c->qd > c->wide)
 		c->wide = c->qd;
-	c->simd = dot_simd() && __builtin_cpu_supports("f16c");
+	c->simd = dot_simd();   /* AVX2, FMA and F16C (dot checks all three) */
 	if (m->head_dim > 512) {
 		seterr(err, errlen, "head size %u is larger than 512", m->head_dim);
 		free(c);

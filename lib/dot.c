@@ -577,35 +577,6 @@ pairs32(__m256i v)
 	return _mm256_madd_epi16(v, _mm256_set1_epi16(1));
 }
 
-/* Eight vectors of 16 int16 (one for each pair of a weight row and an
- * activation row) -> one vector of 8 int32,
- * lane k the sum of p[k]'s 16 lanes. The int16 adds hold while each p
- * lane is at most 4095 in magnitude (4-bit codes times int8). */
-INL __m256i
-reduce8_i16(const __m256i p[8])
-{
-	/* per 128-bit half: 4 sums of p[0], then 4 of p[1] (and so on) */
-	__m256i a0 = _mm256_hadd_epi16(p[0], p[1]), a1 = _mm256_hadd_epi16(p[2], p[3]);
-	__m256i a2 = _mm256_hadd_epi16(p[4], p[5]), a3 = _mm256_hadd_epi16(p[6], p[7]);
-	/* per half: 2 int16 for each of p[0..3] (b0), p[4..7] (b1) */
-	__m256i b0 = _mm256_hadd_epi16(a0, a1), b1 = _mm256_hadd_epi16(a2, a3);
-
-	return pairs32(_mm256_add_epi16(_mm256_permute2x128_si256(b0, b1, 0x20),
-					_mm256_permute2x128_si256(b0, b1, 0x31)));
-}
-
-/* the same over int32 lanes (Q8_0 weights leave no int16 headroom) */
-INL __m256i
-reduce8_i32(const __m256i p[8])
-{
-	__m256i a0 = _mm256_hadd_epi32(p[0], p[1]), a1 = _mm256_hadd_epi32(p[2], p[3]);
-	__m256i a2 = _mm256_hadd_epi32(p[4], p[5]), a3 = _mm256_hadd_epi32(p[6], p[7]);
-	__m256i b0 = _mm256_hadd_epi32(a0, a1), b1 = _mm256_hadd_epi32(a2, a3);
-
-	return _mm256_add_epi32(_mm256_permute2x128_si256(b0, b1, 0x20),
-				_mm256_permute2x128_si256(b0, b1, 0x31));
-}
-
 INL int
 hsum_i32(__m256i v)
 {
@@ -940,7 +911,7 @@ avx2_q(int t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t nblk,
 	if (__builtin_mul_overflow((nb + 7) / 8 * 8, nblk, &per) || per > SIZE_MAX / 2
 	    || !(pd = scratch_get(2 * per)))
 		return -1;
-	prep_act32(X, xs, nb, nblk, t == 0 ? PREP_SUM : t == 1 ? PREP_S : PREP_D, pd, pd + per);
+	prep_act32(X, xs, nb, nblk, t == 1 ? PREP_S : PREP_D, pd, pd + per);
 	a = (struct qarg){W, rb, nblk, X, xs, pd, pd + per, y, ldy};
 	/* Every activation row gets the same arithmetic whatever nb is: the
 	 * decode form (8 float lanes per weight row and activation row, ggml's

@@ -414,7 +414,68 @@ attend_avx2(cpu *c, uint32_t layer, uint32_t t, uint32_t h, float *sc)
 		q[i] = _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(qf + 8 * i), _MM_FROUND_TO_NEAREST_INT));
 		_mm256_storeu_ps(q16 + 8 * i, q[i]);
 	}
-	for (p = 0; p <= pos; p++) {
+	p = 0;
+	if (hd32 == hd) {
+		/* 8 positions at a time: their fold4 done together, the same
+		 * additions lane-wise after an 8x8 transpose */
+		__m256 vmx = _mm256_set1_ps(-INFINITY);
+
+		for (; p + 8 <= pos + 1; p += 8) {
+			__m256 x[8], u[8], w[8];
+
+			for (l = 0; l < 8; l++) {
+				const uint16_t *k = c->kc + cache_row(c, layer, pt, p + l) + (size_t)kvh * hd;
+				__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+
+				for (i = 0; i < hd; i += 32) {
+					s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), q[i / 8], s0);
+					s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 8))), q[i / 8 + 1], s1);
+					s2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 16))), q[i / 8 + 2], s2);
+					s3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 24))), q[i / 8 + 3], s3);
+				}
+				x[l] = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
+			}
+			/* transpose: w[e] lane l = x[l] lane e */
+			for (l = 0; l < 8; l += 2) {
+				u[l] = _mm256_unpacklo_ps(x[l], x[l + 1]);
+				u[l + 1] = _mm256_unpackhi_ps(x[l], x[l + 1]);
+			}
+			w[0] = _mm256_shuffle_ps(u[0], u[2], 0x44);
+			w[1] = _mm256_shuffle_ps(u[0], u[2], 0xee);
+			w[2] = _mm256_shuffle_ps(u[1], u[3], 0x44);
+			w[3] = _mm256_shuffle_ps(u[1], u[3], 0xee);
+			w[4] = _mm256_shuffle_ps(u[4], u[6], 0x44);
+			w[5] = _mm256_shuffle_ps(u[4], u[6], 0xee);
+			w[6] = _mm256_shuffle_ps(u[5], u[7], 0x44);
+			w[7] = _mm256_shuffle_ps(u[5], u[7], 0xee);
+			x[0] = _mm256_permute2f128_ps(w[0], w[4], 0x20);
+			x[1] = _mm256_permute2f128_ps(w[1], w[5], 0x20);
+			x[2] = _mm256_permute2f128_ps(w[2], w[6], 0x20);
+			x[3] = _mm256_permute2f128_ps(w[3], w[7], 0x20);
+			x[4] = _mm256_permute2f128_ps(w[0], w[4], 0x31);
+			x[5] = _mm256_permute2f128_ps(w[1], w[5], 0x31);
+			x[6] = _mm256_permute2f128_ps(w[2], w[6], 0x31);
+			x[7] = _mm256_permute2f128_ps(w[3], w[7], 0x31);
+			/* x[e] now holds element e of the 8 positions: fold4's tail */
+			{
+				__m256 t0 = _mm256_add_ps(x[0], x[4]), t1 = _mm256_add_ps(x[1], x[5]);
+				__m256 t2 = _mm256_add_ps(x[2], x[6]), t3 = _mm256_add_ps(x[3], x[7]);
+				__m256 r = _mm256_mul_ps(_mm256_add_ps(_mm256_add_ps(t0, t1), _mm256_add_ps(t2, t3)),
+							 _mm256_set1_ps(scale));
+
+				_mm256_storeu_ps(sc + p, r);
+				vmx = _mm256_max_ps(vmx, r);
+			}
+		}
+		{
+			float m8[8];
+			_mm256_storeu_ps(m8, vmx);
+			for (l = 0; l < 8; l++)
+				if (m8[l] > mx)
+					mx = m8[l];
+		}
+	}
+	for (; p <= pos; p++) {
 		const uint16_t *k = c->kc + cache_row(c, layer, pt, p) + (size_t)kvh * hd;
 		__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
 		double d;

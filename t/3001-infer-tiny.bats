@@ -11,7 +11,7 @@ PROMPT="1 3 17 42 100 150 200 255 268 7 64 128"
 
 setup_file() {
 	local d=$BATS_FILE_TMPDIR
-	export PATH=$SLUICE_ROOT/bin:$SLUICE_ROOT/build/obj/t/helpers:$PATH
+	export PATH=$SLUICE_BIN:$SLUICE_T/helpers:$PATH
 	(cd "$d" && grep -E '^(sluice|quantize) ' "$SLUICE_ROOT/t/infer/tiny.txt" | sh >/dev/null 2>&1)
 }
 

@@ -8,7 +8,7 @@
 load helpers/lib
 
 setup_file() {
-	export PATH=$SLUICE_ROOT/bin:$SLUICE_ROOT/build/obj/t/helpers:$PATH
+	export PATH=$SLUICE_BIN:$SLUICE_T/helpers:$PATH
 	MODEL=$(sluice model path 2>/dev/null) || { sluice model fetch >/dev/null && MODEL=$(sluice model path); }
 	export MODEL
 }

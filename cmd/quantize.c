@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cpu.h"
 #include "die.h"
@@ -25,10 +24,6 @@ evaluate(const char *in, const char *out, const char *text, uint32_t ctx, int th
 	char err[512];
 	int i;
 
-	if (threads <= 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		threads = n > 0 ? (int)n : 1;
-	}
 	for (i = 0; i < 2; i++) {
 		if (infer_perplexity_file(path[i], &cpu_infer_backend, threads, text, ctx, &ppl[i], &nll,
 					  &ntok, &scored, err, sizeof err) < 0)

@@ -902,10 +902,6 @@ infer_main(int argc, char **argv, const infer_backend *be)
 	}
 	if (optind != argc)
 		die_usage(USAGE);
-	if (threads == 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		threads = n > 0 ? (int)n : 1;
-	}
 	/* blocked before any thread starts, so every thread inherits the mask
 	 * and the signals reach only the signalfd */
 	sigemptyset(&ss);

@@ -87,7 +87,11 @@ pool_new(int n)
 	pool *p = xcalloc(1, sizeof *p);
 	int i, e;
 
-	p->n = n < 1 ? 1 : n;
+	if (n < 1) {
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+		n = c > 0 ? (int)c : 1;
+	}
+	p->n = n;
 	p->th = xcalloc((size_t)p->n, sizeof *p->th);
 	p->w = xcalloc((size_t)p->n, sizeof *p->w);
 	for (i = 1; i < p->n; i++) {

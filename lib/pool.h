@@ -8,7 +8,8 @@
 
 typedef struct pool pool;
 
-/* n threads in all, the caller included (n - 1 are started); n < 1 means 1. */
+/* n threads in all, the caller included (n - 1 are started); n < 1 means
+ * one per online core. */
 pool *pool_new(int n);
 void pool_free(pool *p);
 int pool_size(const pool *p);

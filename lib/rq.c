@@ -23,12 +23,18 @@
  * one that resumes after SIGSTOP); handlers must be idempotent per request id.
  *
  * Exactly-once final answers. An answer without "finish" is streamed at once
- * (XADD reply * m BYTES). An answer with "finish" runs one Lua script that
- * XACKs the entry and, only if that removed it from the PEL, XADDs the answer.
- * If the job was reclaimed meanwhile and answered elsewhere, or moved to the
- * dead stream, the late answer is dropped, so each job gets at most one final
- * answer, and exactly one unless it is dead-lettered. Streamed partial answers
- * of an abandoned attempt may appear before the final one.
+ * (XADD reply * m BYTES). An answer with "finish" runs one Lua script that,
+ * only if the entry is still in the PEL, XADDs the answer and then XACKs the
+ * entry. If the job was reclaimed meanwhile and answered elsewhere, or moved
+ * to the dead stream, the late answer is dropped, so each job gets at most one
+ * final answer, and exactly one unless it is dead-lettered. Streamed partial
+ * answers of an abandoned attempt may appear before the final one. The write
+ * comes before the ack because Redis runs a script to its end but never rolls
+ * it back: a failed XADD after the XACK (a reply key holding a string, say)
+ * used to leave the job acked and unanswered. Now the XADD runs under
+ * redis.pcall, and if it fails the same script copies the job to STREAM:dead
+ * (the dead-letter shape below, error "unable to write the answer: ...")
+ * before it acks it.
  *
  * Dead letters. An entry delivered max_deliver times (?dead=, 5: XPENDING's
  * delivery count, which XAUTOCLAIM increments) and idle for claim_ms is copied
@@ -92,11 +98,27 @@
 #define RQ_ANSWERS_MAX 1024    /* a producer's queue of answers not yet taken */
 #define RQ_TRIM_AFTER 10000    /* answers read before the reply stream is trimmed */
 
-/* Answers with "finish": ack, and add the answer only if the ack removed the
- * entry from the PEL. KEYS: stream, reply. ARGV: group, entry id, bytes. */
+/* Answers with "finish", for a job still pending (under any consumer: the
+ * first final answer wins). The answer is written first and the job acked
+ * after: Redis does not roll a script back, so an ack made before a failed
+ * XADD (a reply key of another type) would lose the job. If the answer cannot
+ * be written the job goes to STREAM:dead with the reason instead, in the same
+ * step. Returns 1 answered, 0 not pending (answered elsewhere or buried), or
+ * the reason it was buried. KEYS: stream, reply, dead. ARGV: group, entry id,
+ * bytes. */
 static const char rq_script[] =
-	"if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then "
-	"redis.call('XADD', KEYS[2], '*', 'm', ARGV[3]) return 1 end return 0";
+	"local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) "
+	"if #p == 0 then return 0 end "
+	"local w = redis.pcall('XADD', KEYS[2], '*', 'm', ARGV[3]) "
+	"if type(w) == 'table' and w.err then "
+	"local m, e = '', redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2]) "
+	"if #e == 1 then for i = 1, #e[1][2] - 1, 2 do "
+	"if e[1][2][i] == 'm' then m = e[1][2][i + 1] end end end "
+	"local why = 'unable to write the answer: ' .. w.err "
+	"redis.call('XADD', KEYS[3], '*', 'm', m, 'r', KEYS[2], 'id', ARGV[2], "
+	"'deliveries', p[1][4], 'consumer', p[1][2], 'error', why) "
+	"redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) return why end "
+	"redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) return 1";
 
 /* Heartbeat: resets the idle time of the entries this consumer still owns
  * (XCLAIM JUSTID does not count a delivery), so a job that runs longer than
@@ -1237,9 +1259,10 @@ send_answer(rq *q, const void *bytes, size_t n)
 	}
 	av_str(&a, q->sha[0] ? "EVALSHA" : "EVAL");
 	av_str(&a, q->sha[0] ? q->sha : rq_script);
-	av_str(&a, "2");
+	av_str(&a, "3");
 	av_str(&a, q->stream);
 	av_str(&a, j->reply);
+	av_str(&a, q->dead);
 	av_str(&a, q->group);
 	av_str(&a, j->eid);
 	av_add(&a, bytes, n);
@@ -1258,6 +1281,10 @@ send_answer(rq *q, const void *bytes, size_t n)
 		if (r->integer != 1)
 			info_x("job %s of %s was answered elsewhere or buried: answer dropped",
 			       j->eid, q->stream);
+	} else if (r && r->type == REDIS_REPLY_STRING) {
+		/* the job is finished all the same: its slot is free, nothing to retry */
+		rc = 0;
+		warn_x("moved %s of %s to %s: %s", j->eid, q->stream, q->dead, r->str);
 	} else if (r) {
 		warn_x("unable to answer job %s of %s: %s", j->eid, q->stream,
 		       r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");

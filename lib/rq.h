@@ -25,7 +25,8 @@ int rq_fd(const rq *q);
 int rq_take(rq *q, char **data, size_t *n);
 /* A worker: sends an answer; one carrying "finish" is written to the job's
  * reply stream and the job acked atomically (only if still pending, so a job
- * reclaimed by another worker is answered once). A producer: XADDs a job.
+ * reclaimed by another worker is answered once; an answer Redis refuses sends
+ * the job to STREAM:dead instead, and counts as sent). A producer: XADDs a job.
  * 0 ok, -1 error (Redis gone: retried by the caller or reported) with errno:
  * EMSGSIZE over lim->max_bytes, EINVAL an answer without a str "id", ENOENT no
  * job in flight has that id, any other (EIO, ECONNREFUSED...): Redis. After a

@@ -58,7 +58,22 @@
  * key must not be shared by two producers). Entries read are trimmed away
  * (XTRIM MINID ~) once RQ_TRIM_AFTER have piled up, so a long-lived producer
  * does not grow its reply stream without end. A default (generated) key is
- * deleted again at rq_close, an explicit one is kept for inspection.
+ * deleted again at rq_close, an explicit one is kept for inspection. What
+ * neither catches is a producer killed before rq_close, or answers that come
+ * after it (a job reclaimed late): they would sit in the key for ever. So the
+ * answer script gives the reply key a TTL of RQ_REPLY_TTL (a day) at every
+ * final answer: a reply stream lives a day past its last final answer, and a
+ * live producer, which reads answers within a second, never notices. (A key
+ * that only ever got streamed partial answers, whose job was then buried, has
+ * no TTL: partials are plain XADDs, kept cheap on purpose.)
+ *
+ * Trimming the job stream. Acked entries keep their request bytes until
+ * something trims them, and XTRIM on 7.0 ignores consumer groups. So every
+ * worker, RQ_TRIM_MS after an ack or after RQ_TRIM_ACKS acks, whichever comes
+ * first, runs rq_trim_script: it trims (MINID ~) below the lowest id any group
+ * may still need, and nothing at all while the stream has no group. A group
+ * made later (XGROUP CREATE ... 0 after the trim) does not get the trimmed
+ * entries: only groups that exist are protected.
  *
  * Threads. Blocking reads run on a thread with its own connection (a hiredis
  * context is not thread-safe) and a socket timeout larger than BLOCK; the
@@ -97,6 +112,9 @@
 #define RQ_SWEEP_ROUNDS 10     /* XPENDING pages / XAUTOCLAIM calls per sweep */
 #define RQ_ANSWERS_MAX 1024    /* a producer's queue of answers not yet taken */
 #define RQ_TRIM_AFTER 10000    /* answers read before the reply stream is trimmed */
+#define RQ_TRIM_ACKS 1000      /* a worker trims the job stream after this many acks */
+#define RQ_TRIM_MS 2000        /* or this long after an ack, whichever comes first */
+#define RQ_REPLY_TTL "86400000" /* ms a reply stream outlives its last final answer */
 
 /* Answers with "finish", for a job still pending (under any consumer: the
  * first final answer wins). The answer is written first and the job acked
@@ -104,8 +122,9 @@
  * XADD (a reply key of another type) would lose the job. If the answer cannot
  * be written the job goes to STREAM:dead with the reason instead, in the same
  * step. Returns 1 answered, 0 not pending (answered elsewhere or buried), or
- * the reason it was buried. KEYS: stream, reply, dead. ARGV: group, entry id,
- * bytes. */
+ * the reason it was buried. A reply stream written to expires RQ_REPLY_TTL
+ * after its last final answer (see the top). KEYS: stream, reply, dead.
+ * ARGV: group, entry id, bytes, ttl. */
 static const char rq_script[] =
 	"local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) "
 	"if #p == 0 then return 0 end "
@@ -118,6 +137,7 @@ static const char rq_script[] =
 	"redis.call('XADD', KEYS[3], '*', 'm', m, 'r', KEYS[2], 'id', ARGV[2], "
 	"'deliveries', p[1][4], 'consumer', p[1][2], 'error', why) "
 	"redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) return why end "
+	"redis.call('PEXPIRE', KEYS[2], ARGV[4]) "
 	"redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) return 1";
 
 /* Heartbeat: resets the idle time of the entries this consumer still owns
@@ -129,6 +149,34 @@ static const char rq_beat_script[] =
 	"if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) == 1 then "
 	"redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID') n = n + 1 end end "
 	"return n";
+
+/* Trims the job stream below what every group has delivered and acked.
+ * XTRIM on 7.0 knows nothing of groups, so the bound is computed here, for
+ * each group: its lowest pending id if it has any (an entry pending at X may
+ * need X again), else its last-delivered-id (everything up to it delivered,
+ * nothing of it pending: acked); the minimum over groups goes to XTRIM MINID,
+ * which keeps entries >= the bound, the bound itself among them (one acked
+ * entry kept: simpler than forming the next id). No group: nothing is known
+ * to be acked, nothing trimmed. `~` frees whole radix-tree nodes only, never
+ * past the bound, with XTRIM's default LIMIT of 100 nodes' worth, so one call
+ * stays cheap. Ids compare as (ms, seq) by length, then bytes: both are
+ * decimal u64s without leading zeros, too wide for Lua's doubles.
+ * KEYS: stream. Returns the number of entries trimmed. */
+static const char rq_trim_script[] =
+	"local function lt(a, b) "
+	"local am, as = string.match(a, '^(%d+)-(%d+)$') "
+	"local bm, bs = string.match(b, '^(%d+)-(%d+)$') "
+	"if #am ~= #bm then return #am < #bm end if am ~= bm then return am < bm end "
+	"if #as ~= #bs then return #as < #bs end return as < bs end "
+	"if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
+	"local min "
+	"for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do "
+	"local f = {} for i = 1, #g - 1, 2 do f[g[i]] = g[i + 1] end "
+	"local b = f['last-delivered-id'] "
+	"if f['pending'] > 0 then b = redis.call('XPENDING', KEYS[1], f['name'])[2] end "
+	"if not min or lt(b, min) then min = b end end "
+	"if not min then return 0 end "
+	"return redis.call('XTRIM', KEYS[1], 'MINID', '~', min)";
 
 /* Dead letters: only an entry still pending is copied, and the copy is made
  * before the ack (a failed XADD leaves it pending). KEYS: stream, dead.
@@ -173,6 +221,7 @@ struct rq {
 	struct rq_job *jh, *jt;
 	size_t njobs;          /* slots in use */
 	int reply_ready;       /* producer: the reply key was deleted */
+	unsigned acked;        /* worker: jobs acked since the job stream was trimmed */
 
 	/* the thread's own */
 	redisContext *tc;
@@ -180,6 +229,7 @@ struct rq {
 	int twarned;
 	char last[RQ_EID_MAX]; /* producer: the last reply entry read */
 	unsigned untrimmed;    /* producer: answers read since the last trim */
+	long long trim_at;     /* worker: trim the job stream once past this (ms) */
 
 	/* the owner's own */
 	redisContext *wc;
@@ -513,8 +563,12 @@ bury(rq *q, const char *eid, const redisReply *m, const redisReply *rk,
 	if (r->type == REDIS_REPLY_ERROR)
 		/* still pending: tried again at the next sweep */
 		warn_x("unable to move %s of %s to %s: %s", eid, q->stream, q->dead, r->str);
-	else if (r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+	else if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
 		info_x("moved %s of %s to %s: %s", eid, q->stream, q->dead, why);
+		pthread_mutex_lock(&q->mu);
+		q->acked++;
+		pthread_mutex_unlock(&q->mu);
+	}
 	freeReplyObject(r);
 	return 0;
 }
@@ -819,6 +873,42 @@ tconnect(rq *q)
 	return 0;
 }
 
+/* Trims the job stream now and then: after RQ_TRIM_ACKS acks, or RQ_TRIM_MS
+ * after the first ack since the last trim; never while nothing was acked, so
+ * idle workers cost nothing. 0 ok (or not due), -1 connection lost. */
+static int
+trim_jobs(rq *q)
+{
+	rq_argv a = {0};
+	redisReply *r;
+	unsigned acked;
+	long long t = now_ms();
+
+	pthread_mutex_lock(&q->mu);
+	acked = q->acked;
+	pthread_mutex_unlock(&q->mu);
+	if (!acked) {
+		q->trim_at = t + RQ_TRIM_MS;
+		return 0;
+	}
+	if (acked < RQ_TRIM_ACKS && t < q->trim_at)
+		return 0;
+	av_str(&a, "EVAL");
+	av_str(&a, rq_trim_script);
+	av_str(&a, "1");
+	av_str(&a, q->stream);
+	if (!(r = tcmd(q, &a)))
+		return -1;
+	if (r->type == REDIS_REPLY_ERROR)
+		warn_x("unable to trim %s: %s", q->stream, r->str);
+	freeReplyObject(r);
+	pthread_mutex_lock(&q->mu);
+	q->acked -= acked;
+	pthread_mutex_unlock(&q->mu);
+	q->trim_at = t + RQ_TRIM_MS;
+	return 0;
+}
+
 static void
 worker_loop(rq *q)
 {
@@ -840,6 +930,10 @@ worker_loop(rq *q)
 			/* a third of claim_ms, so that with a BLOCK as long the
 			 * heartbeat comes well before an entry reads as idle */
 			next_sweep = t + (q->claim_ms / 3 ? q->claim_ms / 3 : 1);
+		}
+		if (trim_jobs(q) < 0) {
+			tdrop(q, NULL);
+			continue;
 		}
 		if (!(free = free_slots(q))) {
 			wait = (unsigned)(next_sweep - now_ms() > 0 ? next_sweep - now_ms() : 1);
@@ -1266,6 +1360,7 @@ send_answer(rq *q, const void *bytes, size_t n)
 	av_str(&a, q->group);
 	av_str(&a, j->eid);
 	av_add(&a, bytes, n);
+	av_str(&a, RQ_REPLY_TTL);
 	r = wcmd(q, &a);
 	if (r && is_err(r, "NOSCRIPT")) {   /* a restarted or flushed server */
 		freeReplyObject(r);
@@ -1292,6 +1387,8 @@ send_answer(rq *q, const void *bytes, size_t n)
 	/* answered or not, the slot is free: an unanswered entry stays pending
 	 * and is delivered again after claim_ms */
 	pthread_mutex_lock(&q->mu);
+	if (rc == 0)
+		q->acked++;   /* by this script or another: the stream may shrink */
 	prev = NULL;
 	{
 		struct rq_job *k;

@@ -86,3 +86,50 @@ field() {
 	[ "$(redis XLEN jobs:dead)" -eq 1 ]
 	kill -0 "$pid_w"
 }
+
+@test "rq: after 1000 jobs the job stream is trimmed to what is not yet acked, reply streams expire" {
+	start_worker w "$REDIS_URL_BASE/jobs"
+	run rqtest send --timeout-ms 20000 1000 "$REDIS_URL_BASE/jobs?reply=jobs:reply"
+	no_crash
+	[ "$status" -eq 0 ]
+	[ "${#lines[@]}" -eq 1000 ]
+	# a trim comes RQ_TRIM_MS (2 s) after an ack at the latest; before: 1000
+	wait_until eval '[ "$(redis XLEN jobs)" -le 200 ]'
+	echo "XLEN $(redis XLEN jobs), MEMORY USAGE $(redis MEMORY USAGE jobs)"
+	[ "$(pending jobs)" -eq 0 ]
+	# the last delivered entry is kept: a bound is never trimmed
+	[ "$(redis XINFO GROUPS jobs | grep -a -x -A1 last-delivered-id | tail -n 1)" = \
+	  "$(redis XREVRANGE jobs + - COUNT 1 | head -n 1)" ]
+	# a reply stream expires a day after its last final answer; before: no TTL
+	ttl=$(redis PTTL jobs:reply)
+	[ "$ttl" -gt 86000000 ] && [ "$ttl" -le 86400000 ]
+	kill -0 "$pid_w"
+}
+
+@test "rq: the job stream is never trimmed past another group's pending or undelivered entries" {
+	redis XGROUP CREATE jobs other 0 MKSTREAM >/dev/null
+	start_worker w "$REDIS_URL_BASE/jobs"
+	run rqtest send --timeout-ms 20000 600 "$REDIS_URL_BASE/jobs?reply=jobs:reply"
+	[ "$status" -eq 0 ]
+	# group other reads 400 entries and acks all but the 300th
+	redis XREADGROUP GROUP other o COUNT 400 STREAMS jobs '>' >/dev/null
+	redis XRANGE jobs - + COUNT 400 | grep -a -E '^[0-9]+-[0-9]+$' >"$T/ids"
+	[ "$(wc -l <"$T/ids")" -eq 400 ]
+	keep=$(sed -n 300p "$T/ids")
+	[ "$(grep -v -x "$keep" "$T/ids" | xargs redis-cli -p "$REDIS_PORT" XACK jobs other)" -eq 399 ]
+	# new jobs: acks by group sluice, so the worker trims within 2 s
+	run rqtest send --timeout-ms 10000 5 "$REDIS_URL_BASE/jobs?reply=jobs:reply"
+	[ "$status" -eq 0 ]
+	wait_until eval '[ "$(redis XLEN jobs)" -lt 605 ]'
+	[ "$(redis XRANGE jobs "$keep" "$keep" | head -n 1)" = "$keep" ]
+	n=$(redis XLEN jobs)
+	[ "$n" -ge 306 ]                       # $keep, its 300 successors, 5 new
+	# once other has acked it, the bound is other's last-delivered (the 400th)
+	[ "$(redis XACK jobs other "$keep")" -eq 1 ]
+	run rqtest send --timeout-ms 10000 5 "$REDIS_URL_BASE/jobs?reply=jobs:reply"
+	[ "$status" -eq 0 ]
+	wait_until eval '[ "$(redis XLEN jobs)" -lt $((n + 5)) ]'
+	last=$(sed -n 400p "$T/ids")
+	[ "$(redis XRANGE jobs "$last" "$last" | head -n 1)" = "$last" ]
+	[ "$(redis XLEN jobs)" -ge 211 ]       # the 400th, its 200 successors, 10 new
+}

@@ -67,6 +67,18 @@
  * that only ever got streamed partial answers, whose job was then buried, has
  * no TTL: partials are plain XADDs, kept cheap on purpose.)
  *
+ * A vanished job stream. Jobs live only in the job stream: if it goes (a
+ * server restarted without persistence, a DEL, an XGROUP DESTROY), nothing
+ * will ever answer the jobs, and a producer must not wait for them for ever.
+ * So while it has jobs without a final answer (it counts what it added and
+ * the answers carrying "finish" it read), a producer checks the stream every
+ * RQ_CHECK_MS and at once after each reconnect (check_stream: XINFO GROUPS),
+ * and when it is gone says so on stderr, naming the stream and the number of
+ * jobs unanswered, and rq_take returns -1 (the caller's I/O failure, 111).
+ * Blind spot: after a restart, jobs that other producers add to the new
+ * stream can hide the loss until the group's counters pass the ones seen,
+ * if they come within the moment between the restart and our reconnect.
+ *
  * Trimming the job stream. Acked entries keep their request bytes until
  * something trims them, and XTRIM on 7.0 ignores consumer groups. So every
  * worker, RQ_TRIM_MS after an ack or after RQ_TRIM_ACKS acks, whichever comes
@@ -115,6 +127,7 @@
 #define RQ_TRIM_ACKS 1000      /* a worker trims the job stream after this many acks */
 #define RQ_TRIM_MS 2000        /* or this long after an ack, whichever comes first */
 #define RQ_REPLY_TTL "86400000" /* ms a reply stream outlives its last final answer */
+#define RQ_CHECK_MS 2000       /* a producer with jobs unanswered checks its stream */
 
 /* Answers with "finish", for a job still pending (under any consumer: the
  * first final answer wins). The answer is written first and the job acked
@@ -222,6 +235,9 @@ struct rq {
 	size_t njobs;          /* slots in use */
 	int reply_ready;       /* producer: the reply key was deleted */
 	unsigned acked;        /* worker: jobs acked since the job stream was trimmed */
+	long long nsent;       /* producer: jobs added (or being added) */
+	char newest[RQ_EID_MAX]; /* producer: the entry id of the last job added */
+	int gone;              /* producer: the job stream vanished, rq_take says -1 */
 
 	/* the thread's own */
 	redisContext *tc;
@@ -230,6 +246,11 @@ struct rq {
 	char last[RQ_EID_MAX]; /* producer: the last reply entry read */
 	unsigned untrimmed;    /* producer: answers read since the last trim */
 	long long trim_at;     /* worker: trim the job stream once past this (ms) */
+	long long nfinal;      /* producer: final answers read */
+	long long check_at;    /* producer: check the job stream once past this (ms) */
+	int seen_group;        /* producer: the group was seen while jobs were out */
+	char seen_ld[RQ_EID_MAX]; /* and its last-delivered-id then */
+	long long seen_read;   /* and its entries-read then, -1 unknown */
 
 	/* the owner's own */
 	redisContext *wc;
@@ -320,6 +341,22 @@ eid_copy(char *dst, const redisReply *r)
 	memcpy(dst, r->str, r->len);
 	dst[r->len] = 0;
 	return 1;
+}
+
+/* a < b for entry ids "ms-seq" (a bare "ms" is "ms-0"). */
+static int
+eid_lt(const char *a, const char *b)
+{
+	unsigned long long am, as = 0, bm, bs = 0;
+	char *e;
+
+	am = strtoull(a, &e, 10);
+	if (*e == '-')
+		as = strtoull(e + 1, NULL, 10);
+	bm = strtoull(b, &e, 10);
+	if (*e == '-')
+		bs = strtoull(e + 1, NULL, 10);
+	return am < bm || (am == bm && as < bs);
 }
 
 /* The value of field name in a flat [field, value, ...] array, or NULL. */
@@ -868,6 +905,7 @@ tconnect(rq *q)
 	}
 	if (q->twarned)
 		warn_x("connected to redis at %s:%d again", q->host, q->port);
+	q->check_at = 0;   /* a producer: a new server may hold nothing of ours */
 	q->twarned = 0;
 	q->backoff = RQ_BACKOFF_MIN;
 	return 0;
@@ -974,19 +1012,159 @@ worker_loop(rq *q)
 
 /* ---- the thread: producer ------------------------------------------------ */
 
+/* Is the job stream still the one our unanswered jobs went to? A server that
+ * restarted without persistence, or a DEL or XGROUP DESTROY, takes the jobs
+ * with it, and nothing would ever answer them: the producer must say so
+ * rather than wait for ever. XINFO GROUPS is the check: one short reply, no
+ * entry bytes. The stream gone, or no longer a stream, is final (XADD made
+ * it, and an empty stream is never removed by Redis). The group can be
+ * missing while no worker ever ran (jobs may be queued before the workers),
+ * so only a group seen before and now missing counts, or one made anew by a
+ * worker (the XGROUP CREATE ... MKSTREAM of its reconnect): its
+ * last-delivered-id and entries-read never go back otherwise (short of
+ * XGROUP SETID), and a fresh group that was never given our last job yet
+ * sees nothing left to deliver (lag 0) has lost it. 0 fine, 1 gone (why says
+ * how), -1 connection lost. */
+static int
+check_stream(rq *q, char *why, size_t whylen)
+{
+	const redisReply *g, *ld, *v;
+	char newest[RQ_EID_MAX];
+	redisReply *r;
+	long long read, lag;
+	size_t i, n;
+	int rc = 0;
+
+	/* taken before the question, so that this job was in the stream by then;
+	 * none yet: the first XADD is under way, and may not have made the key */
+	pthread_mutex_lock(&q->mu);
+	memcpy(newest, q->newest, sizeof newest);
+	pthread_mutex_unlock(&q->mu);
+	if (!newest[0])
+		return 0;
+	if (!(r = tcmdf(q, "XINFO GROUPS %s", q->stream)))
+		return -1;
+	if (is_err(r, "ERR no such key")) {
+		snprintf(why, whylen, "no such key: a server restarted without persistence, "
+			 "or the stream deleted");
+		rc = 1;
+		goto out;
+	}
+	if (is_err(r, "WRONGTYPE")) {
+		snprintf(why, whylen, "the key holds something else now");
+		rc = 1;
+		goto out;
+	}
+	if (r->type != REDIS_REPLY_ARRAY)
+		goto out;   /* nothing to judge by: the next check */
+	n = strlen(q->group);
+	for (i = 0; i < r->elements; i++) {
+		const redisReply *name = field(r->element[i], "name");
+
+		if (name && name->len == n && memcmp(name->str, q->group, n) == 0)
+			break;
+	}
+	if (i == r->elements) {
+		if (q->seen_group) {
+			snprintf(why, whylen, "its consumer group %s was deleted", q->group);
+			rc = 1;
+		}
+		goto out;
+	}
+	g = r->element[i];
+	ld = field(g, "last-delivered-id");
+	read = lag = -1;
+	for (i = 0; i + 1 < g->elements; i += 2) {   /* integers: not for field() */
+		v = g->element[i + 1];
+		if (!is_str(g->element[i]) || v->type != REDIS_REPLY_INTEGER)
+			continue;
+		if (!strcmp(g->element[i]->str, "entries-read"))
+			read = v->integer;
+		else if (!strcmp(g->element[i]->str, "lag"))
+			lag = v->integer;
+	}
+	if (!ld || ld->len >= RQ_EID_MAX)
+		goto out;
+	/* Without a snapshot: our last job is past what the group was given, so
+	 * it is undelivered, yet the group sees nothing undelivered (lag, when
+	 * Redis knows it). An undelivered entry is never trimmed: it is gone. */
+	if ((lag == 0 && eid_lt(ld->str, newest)) ||
+	    (q->seen_group && (eid_lt(ld->str, q->seen_ld) ||
+			       (read >= 0 && q->seen_read >= 0 && read < q->seen_read)))) {
+		snprintf(why, whylen, "its consumer group %s was made anew: a server restarted "
+			 "without persistence, or the stream or group deleted", q->group);
+		rc = 1;
+		goto out;
+	}
+	q->seen_group = 1;
+	memcpy(q->seen_ld, ld->str, ld->len + 1);
+	q->seen_read = read;
+out:
+	freeReplyObject(r);
+	return rc;
+}
+
+/* Checks the job stream while jobs are unanswered: every RQ_CHECK_MS, and at
+ * once after a reconnect. 0 fine, 1 gone (said, and rq_take will say -1),
+ * -1 connection lost. */
+static int
+check_jobs(rq *q)
+{
+	char why[200];
+	long long out, t = now_ms();
+	int r;
+
+	pthread_mutex_lock(&q->mu);
+	out = q->nsent - q->nfinal;
+	pthread_mutex_unlock(&q->mu);
+	if (out <= 0) {
+		/* nothing to lose: what a later job finds is judged afresh */
+		q->seen_group = 0;
+		return 0;
+	}
+	if (t < q->check_at)
+		return 0;
+	if ((r = check_stream(q, why, sizeof why)) != 1) {
+		if (r == 0)
+			q->check_at = t + RQ_CHECK_MS;
+		return r;
+	}
+	warn_x("redis stream %s at %s:%d is gone (%s): %lld job%s unanswered",
+	       q->stream, q->host, q->port, why, out, out == 1 ? "" : "s");
+	pthread_mutex_lock(&q->mu);
+	q->gone = 1;
+	while (write(q->pfd[1], "", 1) < 0 && errno == EINTR)
+		;
+	pthread_mutex_unlock(&q->mu);
+	return 1;
+}
+
 static void
 producer_loop(rq *q)
 {
 	const redisReply *s, *es, *e, *m;
+	msgpack_zone zone;
+	msg mm = MSG_ZERO;
+	const char *err;
 	unsigned room;
 	redisReply *r;
 	size_t i, k;
-	int wait;
+	int wait, c;
 
+	if (!msgpack_zone_init(&zone, 2048))
+		die_x(EXIT_SYS, "unable to allocate memory: msgpack zone");
 	while (!stopping(q)) {
 		if (!q->tc && tconnect(q) < 0) {
 			tbackoff(q);
 			continue;
+		}
+		if ((c = check_jobs(q)) < 0) {
+			tdrop(q, NULL);
+			continue;
+		}
+		if (c) {
+			q->twarned = 1;   /* the closing below is no lost connection */
+			break;
 		}
 		pthread_mutex_lock(&q->mu);
 		wait = !q->stop && (!q->reply_ready || q->nq >= RQ_ANSWERS_MAX);
@@ -1024,8 +1202,13 @@ producer_loop(rq *q)
 					       q->last, q->reply, q->lim.max_bytes);
 					continue;
 				}
+				/* counted for check_jobs, as the caller counts them */
+				msgpack_zone_clear(&zone);
+				c = msg_unpack(m->str, m->len, &q->lim, &zone, &mm, &err) == MSG_GOT &&
+				    msg_get(&mm, "finish");
 				pthread_mutex_lock(&q->mu);
 				push_locked(q, memcpy(xmalloc(m->len), m->str, m->len), m->len);
+				q->nfinal += c;
 				pthread_mutex_unlock(&q->mu);
 				q->untrimmed++;
 			}
@@ -1041,6 +1224,7 @@ producer_loop(rq *q)
 			q->untrimmed = 0;
 		}
 	}
+	msgpack_zone_destroy(&zone);
 }
 
 static void *
@@ -1254,6 +1438,7 @@ rq_take(rq *q, char **data, size_t *n)
 {
 	struct rq_item *it;
 	char buf[64];
+	int gone;
 
 	pthread_mutex_lock(&q->mu);
 	it = q->qh;
@@ -1267,9 +1452,10 @@ rq_take(rq *q, char **data, size_t *n)
 		q->nq--;
 		pthread_cond_broadcast(&q->cv);   /* room for a producer's answers */
 	}
+	gone = q->gone;
 	pthread_mutex_unlock(&q->mu);
 	if (!it)
-		return 0;
+		return gone ? -1 : 0;
 	*data = it->data;
 	*n = it->n;
 	free(it);
@@ -1280,6 +1466,7 @@ rq_take(rq *q, char **data, size_t *n)
 static int
 send_job(rq *q, const void *bytes, size_t n)
 {
+	char newest[RQ_EID_MAX];
 	rq_argv a = {0};
 	redisReply *r;
 	int rc = -1;
@@ -1299,15 +1486,35 @@ send_job(rq *q, const void *bytes, size_t n)
 	av_add(&a, bytes, n);
 	av_str(&a, "r");
 	av_str(&a, q->reply);
-	if (!(r = wcmd(q, &a)))
+	/* counted before it is added: its answer may be read before XADD returns */
+	pthread_mutex_lock(&q->mu);
+	if (q->gone) {
+		pthread_mutex_unlock(&q->mu);
+		errno = EPIPE;
 		return -1;
+	}
+	q->nsent++;
+	pthread_mutex_unlock(&q->mu);
+	if (!(r = wcmd(q, &a)))
+		goto out;
 	if (r->type == REDIS_REPLY_ERROR) {
 		warn_x("unable to add a job to %s: %s", q->stream, r->str);
 		errno = EIO;
 	} else {
 		rc = 0;
+		if (eid_copy(newest, r)) {
+			pthread_mutex_lock(&q->mu);
+			memcpy(q->newest, newest, sizeof newest);
+			pthread_mutex_unlock(&q->mu);
+		}
 	}
 	freeReplyObject(r);
+out:
+	if (rc < 0) {
+		pthread_mutex_lock(&q->mu);
+		q->nsent--;
+		pthread_mutex_unlock(&q->mu);
+	}
 	return rc;
 }
 

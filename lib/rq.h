@@ -21,7 +21,9 @@ rq *rq_open_producer(const io_addr *a, const msg_limits *lim, char *err, size_t 
 /* Readable when rq_take may have something. */
 int rq_fd(const rq *q);
 /* Takes one incoming message (a worker: a job; a producer: an answer).
- * 1: *data (malloc'd, caller frees) holds n bytes; 0: nothing now; -1: closed. */
+ * 1: *data (malloc'd, caller frees) holds n bytes; 0: nothing now; -1: closed
+ * (a producer whose job stream vanished with jobs unanswered, said on stderr;
+ * rq_send then fails with EPIPE). */
 int rq_take(rq *q, char **data, size_t *n);
 /* A worker: sends an answer; one carrying "finish" is written to the job's
  * reply stream and the job acked atomically (only if still pending, so a job

@@ -133,3 +133,62 @@ field() {
 	[ "$(redis XRANGE jobs "$last" "$last" | head -n 1)" = "$last" ]
 	[ "$(redis XLEN jobs)" -ge 211 ]       # the 400th, its 200 successors, 10 new
 }
+
+# ms: wall-clock milliseconds
+ms() {
+	echo $(($(date +%s%N) / 1000000))
+}
+
+@test "rq: sluice cat fails (111) when a restart without persistence took its jobs, naming stream and count" {
+	start_worker w --delay-ms 60000 "$REDIS_URL_BASE/jobs"
+	printf '{"id":"a"}\n{"id":"b"}\n{"id":"c"}\n' >"$T/in"
+	# no -t: before, this waited for ever (timeout says 124)
+	timeout 10 sluice cat -u "$REDIS_URL_BASE/jobs" <"$T/in" >"$T/out" 2>"$T/err" 3>&- &
+	cp=$!
+	wait_until eval '[ "$(grep -c "^took " "$T/w.log")" -eq 3 ]'
+	restart_redis
+	t0=$(ms)
+	rc=0
+	wait "$cp" || rc=$?
+	t1=$(ms)
+	cat "$T/err"
+	echo "error after $((t1 - t0)) ms"
+	[ "$rc" -eq 111 ]
+	grep -q "warning: redis stream jobs at 127.0.0.1:$REDIS_PORT is gone (.*): 3 jobs unanswered" "$T/err"
+	grep -q 'closed with 3 requests unanswered' "$T/err"
+	[ $((t1 - t0)) -lt 5000 ]
+	[ ! -s "$T/out" ]
+	kill -0 "$pid_w"                       # the worker lives on
+}
+
+@test "rq: a producer fails (111) when its stream is deleted, not while no worker made the group yet" {
+	rqtest send --timeout-ms 10000 3 "$REDIS_URL_BASE/jobs" >"$T/out" 2>"$T/err" 3>&- &
+	sp=$!
+	wait_until eval '[ "$(redis XLEN jobs)" -eq 3 ]'
+	sleep 2.5                              # checks with no group yet: no alarm
+	kill -0 "$sp"
+	redis DEL jobs >/dev/null
+	t0=$(ms)
+	rc=0
+	wait "$sp" || rc=$?
+	t1=$(ms)
+	cat "$T/err"
+	echo "error after $((t1 - t0)) ms"
+	[ "$rc" -eq 111 ]
+	grep -q "warning: redis stream jobs at 127.0.0.1:$REDIS_PORT is gone (no such key: .*): 3 jobs unanswered" "$T/err"
+	[ $((t1 - t0)) -lt 4000 ]
+}
+
+@test "rq: a producer fails (111) when the consumer group it saw is destroyed" {
+	redis XGROUP CREATE jobs sluice 0 MKSTREAM >/dev/null
+	rqtest send --timeout-ms 10000 2 "$REDIS_URL_BASE/jobs" >"$T/out" 2>"$T/err" 3>&- &
+	sp=$!
+	wait_until eval '[ "$(redis XLEN jobs)" -eq 2 ]'
+	sleep 1.2                              # the producer has seen the group
+	redis XGROUP DESTROY jobs sluice >/dev/null
+	rc=0
+	wait "$sp" || rc=$?
+	cat "$T/err"
+	[ "$rc" -eq 111 ]
+	grep -q "warning: redis stream jobs at 127.0.0.1:$REDIS_PORT is gone (its consumer group sluice was deleted): 2 jobs unanswered" "$T/err"
+}

@@ -75,9 +75,11 @@
  * RQ_CHECK_MS and at once after each reconnect (check_stream: XINFO GROUPS),
  * and when it is gone says so on stderr, naming the stream and the number of
  * jobs unanswered, and rq_take returns -1 (the caller's I/O failure, 111).
- * Blind spot: after a restart, jobs that other producers add to the new
+ * Blind spots: after a restart, jobs that other producers add to the new
  * stream can hide the loss until the group's counters pass the ones seen,
- * if they come within the moment between the restart and our reconnect.
+ * if they come within the moment between the restart and our reconnect; and
+ * a group destroyed before the first check saw it (within about a second of
+ * the first job) reads as one not made yet, unless a worker makes it anew.
  *
  * Trimming the job stream. Acked entries keep their request bytes until
  * something trims them, and XTRIM on 7.0 ignores consumer groups. So every
@@ -1024,7 +1026,7 @@ worker_loop(rq *q)
  * last-delivered-id and entries-read never go back otherwise (short of
  * XGROUP SETID), and a fresh group that was never given our last job yet
  * sees nothing left to deliver (lag 0) has lost it. 0 fine, 1 gone (why says
- * how), -1 connection lost. */
+ * how), 2 no job added yet to judge by, -1 connection lost. */
 static int
 check_stream(rq *q, char *why, size_t whylen)
 {
@@ -1041,7 +1043,7 @@ check_stream(rq *q, char *why, size_t whylen)
 	memcpy(newest, q->newest, sizeof newest);
 	pthread_mutex_unlock(&q->mu);
 	if (!newest[0])
-		return 0;
+		return 2;
 	if (!(r = tcmdf(q, "XINFO GROUPS %s", q->stream)))
 		return -1;
 	if (is_err(r, "ERR no such key")) {
@@ -1127,7 +1129,7 @@ check_jobs(rq *q)
 	if ((r = check_stream(q, why, sizeof why)) != 1) {
 		if (r == 0)
 			q->check_at = t + RQ_CHECK_MS;
-		return r;
+		return r < 0 ? -1 : 0;   /* 2, not yet: next time round */
 	}
 	warn_x("redis stream %s at %s:%d is gone (%s): %lld job%s unanswered",
 	       q->stream, q->host, q->port, why, out, out == 1 ? "" : "s");

@@ -184,7 +184,7 @@ ms() {
 	rqtest send --timeout-ms 10000 2 "$REDIS_URL_BASE/jobs" >"$T/out" 2>"$T/err" 3>&- &
 	sp=$!
 	wait_until eval '[ "$(redis XLEN jobs)" -eq 2 ]'
-	sleep 1.2                              # the producer has seen the group
+	sleep 2.5                              # the producer has seen the group
 	redis XGROUP DESTROY jobs sluice >/dev/null
 	rc=0
 	wait "$sp" || rc=$?

@@ -190,8 +190,8 @@ readable(int fd)
 	return poll(&pfd, 1, 0) != 0;
 }
 
-void
-tokenize_read(int fd, tokenize_in *in)
+int
+tokenize_read(int fd, tokenize_in *in, char *err, size_t errlen)
 {
 	reader r = { 0 };
 	msg_dec d = MSG_DEC_ZERO;
@@ -200,7 +200,8 @@ tokenize_read(int fd, tokenize_in *in)
 	size_t avail;
 	ssize_t got;
 	msg m = MSG_ZERO;
-	int rc;
+	uint64_t nmsg = 0;     /* msgpack messages taken out, good or bad */
+	int rc, ret = 0;
 
 	r.in = in;
 	r.kind = in->kind;
@@ -219,8 +220,11 @@ tokenize_read(int fd, tokenize_in *in)
 		got = read(fd, p, avail);
 		if (got < 0 && errno == EINTR)
 			continue;
-		if (got < 0)
-			die_sys("unable to read the input");
+		if (got < 0) {
+			seterr(err, errlen, "unable to read the input: %s", strerror(errno));
+			ret = -1;
+			break;
+		}
 		if (got == 0)
 			break;
 		if (r.kind == TOKENIZE_AUTO) {
@@ -238,23 +242,33 @@ tokenize_read(int fd, tokenize_in *in)
 			continue;
 		}
 		while ((rc = msg_dec_next(&d, &m, &why)) != MSG_NEED) {
-			if (rc == MSG_GOT)
+			if (rc == MSG_GOT) {
+				nmsg++;
 				in->on_msg(&m, in->ud);
-			else if (rc == MSG_BAD)
+			} else if (rc == MSG_BAD) {
+				nmsg++;
 				in->on_bad(why, in->ud);
-			else
-				die_x(EXIT_SYS, "unable to read the input: %s", why);
+			} else {
+				seterr(err, errlen, "unable to read the input: message %llu: %s",
+				       (unsigned long long)nmsg + 1, why);
+				ret = -1;
+				break;
+			}
 		}
+		if (ret < 0)
+			break;
 	}
-	if (r.kind == TOKENIZE_MSGPACK && msg_dec_pending(&d))
+	/* after a failure, what came before it has been answered; no more */
+	if (!ret && r.kind == TOKENIZE_MSGPACK && msg_dec_pending(&d))
 		in->on_bad("the input ends inside a message", in->ud);
-	if (r.kind != TOKENIZE_MSGPACK && r.ln && !r.skipping)
+	if (!ret && r.kind != TOKENIZE_MSGPACK && r.ln && !r.skipping)
 		line(&r, r.lb, r.ln);   /* the last line had no '\n' */
 	msg_dec_free(&d);
 	msgpack_zone_destroy(&r.zone);
 	msgpack_sbuffer_destroy(&r.jb);
 	free(r.lb);
 	free(buf);
+	return ret;
 }
 
 /* ---- output ------------------------------------------------------------------ */
@@ -573,6 +587,8 @@ tokenize_run(const tok *t, const tokenize_opts *o, int in_fd, int out_fd)
 {
 	run r = { 0 };
 	tokenize_in in = { 0 };
+	char err[256];
+	int rc;
 
 	r.t = t;
 	r.o = o;
@@ -586,8 +602,10 @@ tokenize_run(const tok *t, const tokenize_opts *o, int in_fd, int out_fd)
 	in.on_bad = on_bad;
 	in.on_idle = on_idle;
 	in.ud = &r;
-	tokenize_read(in_fd, &in);
-	tokenize_out_flush(&r.out);
+	rc = tokenize_read(in_fd, &in, err, sizeof err);
+	tokenize_out_flush(&r.out);   /* every answer so far, even when the input broke */
 	tokenize_out_free(&r.out);
 	tok_ids_free(&r.ids);
+	if (rc < 0)
+		die_x(EXIT_SYS, "%s", err);
 }

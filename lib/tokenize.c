@@ -6,8 +6,10 @@
  *   "prompt"               tok_encode(prompt, BOS/EOS as the file says,
  *                          special tokens matched unless --no-special)
  *   "messages"             the chat template with the generation prompt,
- *                          then tok_encode with special tokens matched (the
- *                          template's markers must become control tokens)
+ *                          then tok_encode_plain: special tokens matched in
+ *                          the template's text (its markers must become
+ *                          control tokens), not in the contents (a client
+ *                          must not forge a turn) unless --special-in-content
  *   none of them           an error event for that id; the stream goes on
  * Every other key passes through byte for byte. */
 
@@ -377,10 +379,12 @@ tokenize_encode(const tok *t, const tokenize_opts *o, int chat, const msg *m, to
 {
 	const msgpack_object *tokens, *msgs;
 	chat_msg *cm = 0;
+	chat_span *cs = 0;
+	tok_span *plain = 0;
 	char *text = 0;
 	const char *s;
-	size_t n, i, textlen;
-	int rc = -1;
+	size_t n, i, textlen, ncs = 0;
+	int rc = -1, enc;
 
 	if (msg_check_request(m, err, errlen) < 0)
 		return -1;
@@ -423,13 +427,24 @@ tokenize_encode(const tok *t, const tokenize_opts *o, int chat, const msg *m, to
 				cm[i].content = v->via.str.ptr, cm[i].content_len = v->via.str.size;
 		}
 	}
-	if (chat_render(chat, cm, n, 1, &text, &textlen, err, errlen) < 0)
+	if (chat_render_spans(chat, cm, n, 1, &text, &textlen, &cs, &ncs, err, errlen) < 0)
 		goto out;
-	/* the template's markers are control tokens: always matched */
-	if (tok_encode(t, text, textlen, 1, 1, ids) < 0)
+	/* the template's markers are control tokens: always matched; in the
+	 * contents only if asked (llama.cpp and vLLM match them there too) */
+	if (o->special_in_content) {
+		enc = tok_encode(t, text, textlen, 1, 1, ids);
+	} else {
+		plain = xcalloc(ncs ? ncs : 1, sizeof *plain);
+		for (i = 0; i < ncs; i++)
+			plain[i] = (tok_span){ cs[i].off, cs[i].len };
+		enc = tok_encode_plain(t, text, textlen, 1, plain, ncs, ids);
+	}
+	if (enc < 0)
 		die_x(EXIT_SYS, "unable to tokenize: out of memory");
 	rc = 0;
 out:
+	free(plain);
+	free(cs);
 	free(text);
 	free(cm);
 	return rc;

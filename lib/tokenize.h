@@ -74,8 +74,9 @@ typedef struct tokenize_opts {
 	int count;             /* -c: counts instead of ids */
 	int no_special;        /* special tokens in prompts are plain text */
 	int chat;              /* the chat template id; -1: the model's (chatml if it has none) */
+	int special_in_content;   /* special tokens in message contents are matched (0: plain text, the safe default) */
 } tokenize_opts;
-#define TOKENIZE_OPTS_DEFAULT {TOKENIZE_AUTO, TOKENIZE_AUTO, 0, 0, -1}
+#define TOKENIZE_OPTS_DEFAULT {TOKENIZE_AUTO, TOKENIZE_AUTO, 0, 0, -1, 0}
 
 /* The template id requests with messages use: o->chat, else detected from
  * the model's tokenizer.chat_template, chatml when it has none; -1 when the
@@ -83,8 +84,10 @@ typedef struct tokenize_opts {
 int tokenize_chat_id(const tok *t, const tokenize_opts *o);
 /* Tokenizes one request into ids: 0 done, 1 it has "tokens" already (*ntok
  * of them; ids untouched), -1 not answerable (err says why: a bad key type,
- * no prompt, an unknown chat template). infer-cpu uses it for requests that
- * come without tokens. */
+ * no prompt, an unknown chat template). Messages are
+ * rendered with the template chat; special tokens are matched in the
+ * template's text, and in the contents only with o->special_in_content.
+ * infer-cpu uses it for requests that come without tokens. */
 int tokenize_encode(const tok *t, const tokenize_opts *o, int chat, const msg *m, tok_ids *ids,
 		    size_t *ntok, char *err, size_t errlen);
 /* Tokenizes one request and packs the answer: m with "tokens" added (or

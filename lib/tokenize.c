@@ -388,6 +388,13 @@ tokenize_encode(const tok *t, const tokenize_opts *o, int chat, const msg *m, to
 
 	if (msg_check_request(m, err, errlen) < 0)
 		return -1;
+	/* no conversation is no request: a template would render only its
+	 * generation prompt (belongs in msg_check_request's T_CHAT test) */
+	msgs = msg_get(m, "messages");
+	if (msgs && msgs->type == MSGPACK_OBJECT_ARRAY && !msgs->via.array.size) {
+		seterr(err, errlen, "key \"messages\" must not be empty");
+		return -1;
+	}
 	ids->n = 0;
 	tokens = msg_get(m, "tokens");
 	if (tokens && tokens->type == MSGPACK_OBJECT_ARRAY) {

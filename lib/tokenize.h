@@ -84,7 +84,7 @@ typedef struct tokenize_opts {
 int tokenize_chat_id(const tok *t, const tokenize_opts *o);
 /* Tokenizes one request into ids: 0 done, 1 it has "tokens" already (*ntok
  * of them; ids untouched), -1 not answerable (err says why: a bad key type,
- * no prompt, an unknown chat template). Messages are
+ * empty messages, no prompt, an unknown chat template). Messages are
  * rendered with the template chat; special tokens are matched in the
  * template's text, and in the contents only with o->special_in_content.
  * infer-cpu uses it for requests that come without tokens. */

@@ -3,7 +3,7 @@
 # special-token text inside a message's content stays text (a client cannot
 # forge a turn) unless --special-in-content; contents without such text get
 # the same ids either way; infer-cpu, which tokenizes in-process, has the
-# same default.
+# same default; an empty messages array is a bad request.
 
 load helpers/lib
 bats_require_minimum_version 1.5.0
@@ -114,4 +114,27 @@ SPECIAL='6004,2,198,1,9690,198,675,2598'
 	run --separate-stderr sh -c 'timeout 120 infer-cpu -m "$MODEL" -t 1 <"$T/in" | sluice cat -j'
 	no_crash && [ "$status" -eq 0 ]
 	[[ "$output" == *'"prompt_tokens":50,'* ]]
+}
+
+@test "tokenize: an empty messages array is a bad request for that id; the stream goes on" {
+	printf '%s\n' \
+		'{"id":"e","messages":[]}' \
+		'{"id":"t","messages":[],"tokens":[1,2]}' \
+		'{"id":"g","prompt":"Hi"}' >"$T/in"
+	run tokenize -m "$MODEL" -o json <"$T/in"
+	no_crash && [ "$status" -eq 0 ]
+	[ "${lines[0]}" = '{"id":"e","finish":"error","error":{"code":"bad_request","message":"key \"messages\" must not be empty"}}' ]
+	[ "${lines[1]}" = '{"id":"t","finish":"error","error":{"code":"bad_request","message":"key \"messages\" must not be empty"}}' ]
+	[ "${lines[2]}" = '{"id":"g","prompt":"Hi","tokens":[26843]}' ]
+	[ "${#lines[@]}" -eq 3 ]
+	run tokenize -m "$MODEL" -c <"$T/in"
+	no_crash && [ "$status" -eq 0 ]
+	[ "${lines[0]}" = 'e	error: key "messages" must not be empty' ]
+}
+
+@test "infer-cpu: an empty messages array is a bad request" {
+	printf '%s\n' '{"id":"e","max_tokens":1,"messages":[]}' | sluice cat -m >"$T/in"
+	run --separate-stderr sh -c 'timeout 120 infer-cpu -m "$MODEL" -t 1 <"$T/in" | sluice cat -j'
+	no_crash && [ "$status" -eq 0 ]
+	[[ "$output" == *'"code":"bad_request","message":"key \"messages\" must not be empty"'* ]]
 }

@@ -11,7 +11,7 @@
 #include "die.h"
 #include "tokenize.h"
 
-#define USAGE "tokenize [-m model] [-i text|json|msgpack] [-o msgpack|json] [-c] [--no-special] [--chat-template name]"
+#define USAGE "tokenize [-m model] [-i text|json|msgpack] [-o msgpack|json] [-c] [--no-special] [--special-in-content] [--chat-template name]"
 
 static int
 kind(const char *s, int text_ok)
@@ -30,6 +30,7 @@ main(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "no-special", no_argument, 0, 'S' },
+		{ "special-in-content", no_argument, 0, 'C' },
 		{ "chat-template", required_argument, 0, 'T' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
@@ -48,6 +49,7 @@ main(int argc, char **argv)
 		case 'o': o.out = kind(optarg, 0); break;
 		case 'c': o.count = 1; break;
 		case 'S': o.no_special = 1; break;
+		case 'C': o.special_in_content = 1; break;
 		case 'T':
 			o.chat = chat_by_name(optarg);
 			if (o.chat < 0)

@@ -12,7 +12,13 @@
  * carries that prompt is "smollm", rendered with it (fixtures from jinja2).
  *
  * Message bytes are used as given (lengths, not C strings): a NUL inside a
- * content is kept, where llama.cpp's C API would cut the content there. */
+ * content is kept, where llama.cpp's C API would cut the content there.
+ *
+ * While rendering, the place of every content in the text is recorded (a
+ * span), so that the tokenizer can match special tokens in the template's
+ * text and not in what a client wrote (chat_render_spans). Roles are not
+ * spans: some templates make a marker of one ("<|" role "|>" is phi3's
+ * <|user|>). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,6 +210,8 @@ chat_detect(const char *jinja)
 typedef struct sbuf {
 	char *p;
 	size_t n, cap;
+	chat_span *sp;         /* where contents were put, in order */
+	size_t nsp, spcap;
 	int oom;
 } sbuf;
 
@@ -239,6 +247,58 @@ puts_(sbuf *b, const char *s)
 	put(b, s, strlen(s));
 }
 
+/* s[0..n) put as a message's content: a span */
+static void
+put_content(sbuf *b, const char *s, size_t n)
+{
+	size_t off = b->n;
+
+	put(b, s, n);
+	if (b->oom || n == 0)
+		return;
+	if (b->nsp && b->sp[b->nsp - 1].off + b->sp[b->nsp - 1].len == off) {
+		b->sp[b->nsp - 1].len += n;   /* two contents with nothing between */
+		return;
+	}
+	if (b->nsp == b->spcap) {
+		size_t cap = b->spcap ? b->spcap * 2 : 16;
+		chat_span *q;
+
+		if (cap > ((size_t)-1) / sizeof *q || !(q = realloc(b->sp, cap * sizeof *q))) {
+			b->oom = 1;
+			return;
+		}
+		b->sp = q;
+		b->spcap = cap;
+	}
+	b->sp[b->nsp++] = (chat_span){ off, n };
+}
+
+/* what another buffer holds (gemma's and orion's system texts), its
+ * contents still spans; then it is emptied */
+static void
+put_sbuf(sbuf *b, sbuf *from)
+{
+	size_t i, at = 0;
+
+	if (from->oom)
+		b->oom = 1;
+	for (i = 0; i < from->nsp; i++) {
+		put(b, from->p + at, from->sp[i].off - at);
+		put_content(b, from->p + from->sp[i].off, from->sp[i].len);
+		at = from->sp[i].off + from->sp[i].len;
+	}
+	put(b, from->p + at, from->n - at);
+	from->n = from->nsp = 0;
+}
+
+static void
+sbuf_free(sbuf *b)
+{
+	free(b->p);
+	free(b->sp);
+}
+
 /* isspace() of the C locale, as llama.cpp's trim() uses */
 static int
 space(unsigned char c)
@@ -259,7 +319,7 @@ content(sbuf *b, const chat_msg *m, int trim)
 		while (n && space((unsigned char)s[n - 1]))
 			n--;
 	}
-	put(b, s, n);
+	put_content(b, s, n);
 }
 
 static void
@@ -405,16 +465,15 @@ gemma(sbuf *b, const chat_msg *msgs, size_t n, int add)
 		puts_(b, "\n");
 		/* as in llama.cpp, a turn whose role is literally "model" gets no system text */
 		if (sys.n && !model && !is(m, "model")) {
-			put(b, sys.p, sys.n);
+			put_sbuf(b, &sys);
 			puts_(b, "\n\n");
-			sys.n = 0;
 		}
 		content(b, m, 1);
 		puts_(b, "<end_of_turn>\n");
 	}
 	if (sys.oom)
 		b->oom = 1;
-	free(sys.p);
+	sbuf_free(&sys);
 	if (add)
 		puts_(b, "<start_of_turn>model\n");
 }
@@ -432,9 +491,8 @@ orion(sbuf *b, const chat_msg *msgs, size_t n)
 		} else if (is(m, "user")) {
 			puts_(b, "Human: ");
 			if (sys.n) {
-				put(b, sys.p, sys.n);
+				put_sbuf(b, &sys);
 				puts_(b, "\n\n");
-				sys.n = 0;
 			}
 			content(b, m, 0);
 			puts_(b, "\n\nAssistant: </s>");
@@ -445,7 +503,7 @@ orion(sbuf *b, const chat_msg *msgs, size_t n)
 	}
 	if (sys.oom)
 		b->oom = 1;
-	free(sys.p);
+	sbuf_free(&sys);
 }
 
 /* the families that say system/user/assistant with their own words and drop
@@ -495,11 +553,23 @@ int
 chat_render(int id, const chat_msg *msgs, size_t n, int add_assistant,
 	    char **out, size_t *outlen, char *err, size_t errlen)
 {
+	return chat_render_spans(id, msgs, n, add_assistant, out, outlen, NULL, NULL, err, errlen);
+}
+
+int
+chat_render_spans(int id, const chat_msg *msgs, size_t n, int add_assistant,
+		  char **out, size_t *outlen, chat_span **spans, size_t *nspans,
+		  char *err, size_t errlen)
+{
 	sbuf b = {0};
 	size_t i;
 
 	*out = NULL;
 	*outlen = 0;
+	if (spans) {
+		*spans = NULL;
+		*nspans = 0;
+	}
 	if (id < 0 || id >= CHAT_N) {
 		snprintf(err, errlen, "unknown chat template (known: %s)", chat_known());
 		return -1;
@@ -657,12 +727,18 @@ chat_render(int id, const chat_msg *msgs, size_t n, int add_assistant,
 	if (!b.oom && !b.p && !(b.p = malloc(1)))
 		b.oom = 1;
 	if (b.oom) {
-		free(b.p);
+		sbuf_free(&b);
 		snprintf(err, errlen, "unable to render chat: out of memory");
 		return -1;
 	}
 	b.p[b.n] = 0;
 	*out = b.p;
 	*outlen = b.n;
+	if (spans) {
+		*spans = b.sp;
+		*nspans = b.nsp;
+	} else {
+		free(b.sp);
+	}
 	return 0;
 }

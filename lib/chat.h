@@ -29,4 +29,17 @@ const char *chat_known(void);
 int chat_render(int id, const chat_msg *msgs, size_t n, int add_assistant,
 		char **out, size_t *outlen, char *err, size_t errlen);
 
+/* Where a message's content lies in the rendered text: out[off..off+len). */
+typedef struct chat_span {
+	size_t off, len;
+} chat_span;
+/* chat_render, and the spans of the text that came from message contents
+ * (as trimmed by the template), in order, apart, merged where two touch:
+ * a malloc'd array in *spans (NULL when there is none), *nspans of them.
+ * Everything else is the template's own text. The text is byte for byte
+ * what chat_render gives. */
+int chat_render_spans(int id, const chat_msg *msgs, size_t n, int add_assistant,
+		      char **out, size_t *outlen, chat_span **spans, size_t *nspans,
+		      char *err, size_t errlen);
+
 #endif

@@ -390,7 +390,9 @@ detok_run(const tok *t, const detok_opts *o, int in_fd, int out_fd)
 	tokenize_in in = { 0 };
 	detok_opts oo = *o;
 	req *q, *next;
+	char err[256];
 	size_t i;
+	int rc;
 
 	if (!oo.max_ids)
 		oo.max_ids = 65536;
@@ -406,7 +408,8 @@ detok_run(const tok *t, const detok_opts *o, int in_fd, int out_fd)
 	in.on_bad = on_bad;
 	in.on_idle = on_idle;
 	in.ud = &r;
-	tokenize_read(in_fd, &in);
+	/* a broken input ends it as its end would, then the program fails */
+	rc = tokenize_read(in_fd, &in, err, sizeof err);
 	for (i = 0; i < r.nb; i++)
 		for (q = r.b[i]; q; q = next) {
 			next = q->next;
@@ -424,4 +427,6 @@ detok_run(const tok *t, const detok_opts *o, int in_fd, int out_fd)
 	free(r.b);
 	detok_buf_free(&r.text);
 	tokenize_out_free(&r.out);
+	if (rc < 0)
+		die_x(EXIT_SYS, "%s", err);
 }

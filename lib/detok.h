@@ -52,7 +52,9 @@ typedef struct detok_opts {
 #define DETOK_OPTS_DEFAULT {DETOK_MSGPACK, 0, 65536}
 
 /* Reads token events (msgpack or JSON lines, told by the first byte) from
- * in_fd to its end and writes them to out_fd with their text. */
+ * in_fd to its end and writes them to out_fd with their text. When the
+ * input breaks, what came before it is written as at its end, then it dies
+ * 111. */
 void detok_run(const tok *t, const detok_opts *o, int in_fd, int out_fd);
 
 #endif

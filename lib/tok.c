@@ -604,11 +604,30 @@ c_isspace(int c)
 	return c == ' ' || (c >= '\t' && c <= '\r');
 }
 
+/* Whether s[off..off+len) overlaps one of the sorted, disjoint spans. */
+static int
+in_plain(const tok_span *sp, size_t nsp, size_t off, size_t len)
+{
+	size_t lo = 0, hi = nsp;
+
+	while (lo < hi) {       /* the first span that ends after off */
+		size_t mid = lo + (hi - lo) / 2;
+		if (sp[mid].off + sp[mid].len <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < nsp && sp[lo].off < off + len;
+}
+
 /* llama.cpp's tokenizer_st_partition: for each special token in turn,
  * longest first, every raw fragment is split at each of its occurrences,
- * left to right. Only tokens that occur in the text at all are tried. */
+ * left to right. Only tokens that occur in the text at all are tried.
+ * An occurrence that overlaps a plain span is text, unless the token is
+ * user-defined (those match even without parse_special). */
 static int
-partition(const tok *t, const char *s, size_t n, int parse_special, frag **fp, size_t *nf)
+partition(const tok *t, const char *s, size_t n, int parse_special,
+	  const tok_span *plain, size_t nplain, frag **fp, size_t *nf)
 {
 	frag *f = *fp;
 	size_t cnt = 1, cap = *nf;
@@ -626,6 +645,11 @@ partition(const tok *t, const char *s, size_t n, int parse_special, frag **fp, s
 			if (f[i].id != TOK_NONE)
 				continue;
 			const char *m = memmem(s + f[i].off, f[i].len, tx, tl);
+			if (nplain && t->type[id] != TOK_USER)
+				while (m && in_plain(plain, nplain, (size_t)(m - s), tl)) {
+					size_t from = (size_t)(m - s) + 1;
+					m = memmem(s + from, f[i].off + f[i].len - from, tx, tl);
+				}
 			if (!m)
 				continue;
 			/* split f[i] into left, token, right: two more slots at most */
@@ -671,8 +695,9 @@ oom:
 	return -1;
 }
 
-int
-tok_encode(const tok *t, const char *text, size_t n, int add_special, int parse_special, tok_ids *out)
+static int
+encode(const tok *t, const char *text, size_t n, int add_special, int parse_special,
+       const tok_span *plain, size_t nplain, tok_ids *out)
 {
 	frag local[16], *f = local;
 	size_t nf = 16;
@@ -685,7 +710,7 @@ tok_encode(const tok *t, const char *text, size_t n, int add_special, int parse_
 		for (size_t i = 0; i < n && !any; i++)
 			any = t->sp_first[(uint8_t)text[i]];
 		if (any) {
-			if (partition(t, text, n, parse_special, &f, &nf) < 0)
+			if (partition(t, text, n, parse_special, plain, nplain, &f, &nf) < 0)
 				return -1;
 		} else {
 			f[0] = (frag){ 0, n, TOK_NONE };
@@ -717,6 +742,19 @@ out:
 	if (f != local)
 		free(f);
 	return r;
+}
+
+int
+tok_encode(const tok *t, const char *text, size_t n, int add_special, int parse_special, tok_ids *out)
+{
+	return encode(t, text, n, add_special, parse_special, NULL, 0, out);
+}
+
+int
+tok_encode_plain(const tok *t, const char *text, size_t n, int add_special,
+		 const tok_span *plain, size_t nplain, tok_ids *out)
+{
+	return encode(t, text, n, add_special, 1, plain, nplain, out);
 }
 
 /* ------------------------------------------------------------------ pieces */

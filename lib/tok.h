@@ -34,6 +34,20 @@ void tok_free(tok *t);
  * as llama.cpp does. 0 ok, -1 out of memory. */
 int tok_encode(const tok *t, const char *text, size_t n, int add_special, int parse_special, tok_ids *out);
 
+/* A stretch of text, text[off..off+len). */
+typedef struct tok_span {
+	size_t off, len;
+} tok_span;
+/* tok_encode with special tokens matched except where an occurrence
+ * overlaps one of the plain spans (sorted, disjoint): there they are text,
+ * as with parse_special 0 (user-defined tokens still match). The text is
+ * still tokenized as one, so a text without special tokens in its plain
+ * spans gets exactly the ids of tok_encode with parse_special 1. For chat
+ * prompts: the template's markers are control tokens, what the messages
+ * say is text. */
+int tok_encode_plain(const tok *t, const char *text, size_t n, int add_special,
+		     const tok_span *plain, size_t nplain, tok_ids *out);
+
 /* The bytes one token stands for, as llama.cpp's token_to_piece gives them
  * (byte-level decoding done; control tokens give nothing unless special).
  * Returns the length written (at most cap), or the length needed if larger. */

@@ -6,8 +6,10 @@
  *   "prompt"               tok_encode(prompt, BOS/EOS as the file says,
  *                          special tokens matched unless --no-special)
  *   "messages"             the chat template with the generation prompt,
- *                          then tok_encode with special tokens matched (the
- *                          template's markers must become control tokens)
+ *                          then tok_encode_plain: special tokens matched in
+ *                          the template's text (its markers must become
+ *                          control tokens), not in the contents (a client
+ *                          must not forge a turn) unless --special-in-content
  *   none of them           an error event for that id; the stream goes on
  * Every other key passes through byte for byte. */
 
@@ -190,8 +192,8 @@ readable(int fd)
 	return poll(&pfd, 1, 0) != 0;
 }
 
-void
-tokenize_read(int fd, tokenize_in *in)
+int
+tokenize_read(int fd, tokenize_in *in, char *err, size_t errlen)
 {
 	reader r = { 0 };
 	msg_dec d = MSG_DEC_ZERO;
@@ -200,7 +202,8 @@ tokenize_read(int fd, tokenize_in *in)
 	size_t avail;
 	ssize_t got;
 	msg m = MSG_ZERO;
-	int rc;
+	uint64_t nmsg = 0;     /* msgpack messages taken out, good or bad */
+	int rc, ret = 0;
 
 	r.in = in;
 	r.kind = in->kind;
@@ -219,8 +222,11 @@ tokenize_read(int fd, tokenize_in *in)
 		got = read(fd, p, avail);
 		if (got < 0 && errno == EINTR)
 			continue;
-		if (got < 0)
-			die_sys("unable to read the input");
+		if (got < 0) {
+			seterr(err, errlen, "unable to read the input: %s", strerror(errno));
+			ret = -1;
+			break;
+		}
 		if (got == 0)
 			break;
 		if (r.kind == TOKENIZE_AUTO) {
@@ -238,23 +244,33 @@ tokenize_read(int fd, tokenize_in *in)
 			continue;
 		}
 		while ((rc = msg_dec_next(&d, &m, &why)) != MSG_NEED) {
-			if (rc == MSG_GOT)
+			if (rc == MSG_GOT) {
+				nmsg++;
 				in->on_msg(&m, in->ud);
-			else if (rc == MSG_BAD)
+			} else if (rc == MSG_BAD) {
+				nmsg++;
 				in->on_bad(why, in->ud);
-			else
-				die_x(EXIT_SYS, "unable to read the input: %s", why);
+			} else {
+				seterr(err, errlen, "unable to read the input: message %llu: %s",
+				       (unsigned long long)nmsg + 1, why);
+				ret = -1;
+				break;
+			}
 		}
+		if (ret < 0)
+			break;
 	}
-	if (r.kind == TOKENIZE_MSGPACK && msg_dec_pending(&d))
+	/* after a failure, what came before it has been answered; no more */
+	if (!ret && r.kind == TOKENIZE_MSGPACK && msg_dec_pending(&d))
 		in->on_bad("the input ends inside a message", in->ud);
-	if (r.kind != TOKENIZE_MSGPACK && r.ln && !r.skipping)
+	if (!ret && r.kind != TOKENIZE_MSGPACK && r.ln && !r.skipping)
 		line(&r, r.lb, r.ln);   /* the last line had no '\n' */
 	msg_dec_free(&d);
 	msgpack_zone_destroy(&r.zone);
 	msgpack_sbuffer_destroy(&r.jb);
 	free(r.lb);
 	free(buf);
+	return ret;
 }
 
 /* ---- output ------------------------------------------------------------------ */
@@ -363,13 +379,22 @@ tokenize_encode(const tok *t, const tokenize_opts *o, int chat, const msg *m, to
 {
 	const msgpack_object *tokens, *msgs;
 	chat_msg *cm = 0;
+	chat_span *cs = 0;
+	tok_span *plain = 0;
 	char *text = 0;
 	const char *s;
-	size_t n, i, textlen;
-	int rc = -1;
+	size_t n, i, textlen, ncs = 0;
+	int rc = -1, enc;
 
 	if (msg_check_request(m, err, errlen) < 0)
 		return -1;
+	/* no conversation is no request: a template would render only its
+	 * generation prompt (belongs in msg_check_request's T_CHAT test) */
+	msgs = msg_get(m, "messages");
+	if (msgs && msgs->type == MSGPACK_OBJECT_ARRAY && !msgs->via.array.size) {
+		seterr(err, errlen, "key \"messages\" must not be empty");
+		return -1;
+	}
 	ids->n = 0;
 	tokens = msg_get(m, "tokens");
 	if (tokens && tokens->type == MSGPACK_OBJECT_ARRAY) {
@@ -409,13 +434,24 @@ tokenize_encode(const tok *t, const tokenize_opts *o, int chat, const msg *m, to
 				cm[i].content = v->via.str.ptr, cm[i].content_len = v->via.str.size;
 		}
 	}
-	if (chat_render(chat, cm, n, 1, &text, &textlen, err, errlen) < 0)
+	if (chat_render_spans(chat, cm, n, 1, &text, &textlen, &cs, &ncs, err, errlen) < 0)
 		goto out;
-	/* the template's markers are control tokens: always matched */
-	if (tok_encode(t, text, textlen, 1, 1, ids) < 0)
+	/* the template's markers are control tokens: always matched; in the
+	 * contents only if asked (llama.cpp and vLLM match them there too) */
+	if (o->special_in_content) {
+		enc = tok_encode(t, text, textlen, 1, 1, ids);
+	} else {
+		plain = xcalloc(ncs ? ncs : 1, sizeof *plain);
+		for (i = 0; i < ncs; i++)
+			plain[i] = (tok_span){ cs[i].off, cs[i].len };
+		enc = tok_encode_plain(t, text, textlen, 1, plain, ncs, ids);
+	}
+	if (enc < 0)
 		die_x(EXIT_SYS, "unable to tokenize: out of memory");
 	rc = 0;
 out:
+	free(plain);
+	free(cs);
 	free(text);
 	free(cm);
 	return rc;
@@ -573,6 +609,8 @@ tokenize_run(const tok *t, const tokenize_opts *o, int in_fd, int out_fd)
 {
 	run r = { 0 };
 	tokenize_in in = { 0 };
+	char err[256];
+	int rc;
 
 	r.t = t;
 	r.o = o;
@@ -586,8 +624,10 @@ tokenize_run(const tok *t, const tokenize_opts *o, int in_fd, int out_fd)
 	in.on_bad = on_bad;
 	in.on_idle = on_idle;
 	in.ud = &r;
-	tokenize_read(in_fd, &in);
-	tokenize_out_flush(&r.out);
+	rc = tokenize_read(in_fd, &in, err, sizeof err);
+	tokenize_out_flush(&r.out);   /* every answer so far, even when the input broke */
 	tokenize_out_free(&r.out);
 	tok_ids_free(&r.ids);
+	if (rc < 0)
+		die_x(EXIT_SYS, "%s", err);
 }

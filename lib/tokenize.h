@@ -37,11 +37,15 @@ typedef struct tokenize_in {
  * 0xdf) is msgpack, '{' JSON lines, anything else text (or JSON when
  * text_ok is 0). */
 int tokenize_sniff(unsigned char c, int text_ok);
-/* Reads fd to its end, calling in's callbacks; dies with 111 on a read
- * error or a msgpack stream whose framing is lost. Lines are at most
- * TOKENIZE_MAX_LINE bytes; a longer one is rejected (on_bad) and skipped. */
+/* Reads fd to its end, calling in's callbacks: 0 at the end of the input,
+ * -1 with err when it cannot go on (a read error, a msgpack stream whose
+ * framing is lost: "unable to read the input: message 1001: invalid msgpack
+ * byte 0xc1"). Everything before the failure has been given to the
+ * callbacks, so the caller can write its answers before it dies. Lines are
+ * at most TOKENIZE_MAX_LINE bytes; a longer one is rejected (on_bad) and
+ * skipped. */
 #define TOKENIZE_MAX_LINE (8u << 20)
-void tokenize_read(int fd, tokenize_in *in);
+int tokenize_read(int fd, tokenize_in *in, char *err, size_t errlen);
 
 /* ---- output -------------------------------------------------------------- */
 
@@ -70,8 +74,9 @@ typedef struct tokenize_opts {
 	int count;             /* -c: counts instead of ids */
 	int no_special;        /* special tokens in prompts are plain text */
 	int chat;              /* the chat template id; -1: the model's (chatml if it has none) */
+	int special_in_content;   /* special tokens in message contents are matched (0: plain text, the safe default) */
 } tokenize_opts;
-#define TOKENIZE_OPTS_DEFAULT {TOKENIZE_AUTO, TOKENIZE_AUTO, 0, 0, -1}
+#define TOKENIZE_OPTS_DEFAULT {TOKENIZE_AUTO, TOKENIZE_AUTO, 0, 0, -1, 0}
 
 /* The template id requests with messages use: o->chat, else detected from
  * the model's tokenizer.chat_template, chatml when it has none; -1 when the
@@ -79,15 +84,18 @@ typedef struct tokenize_opts {
 int tokenize_chat_id(const tok *t, const tokenize_opts *o);
 /* Tokenizes one request into ids: 0 done, 1 it has "tokens" already (*ntok
  * of them; ids untouched), -1 not answerable (err says why: a bad key type,
- * no prompt, an unknown chat template). infer-cpu uses it for requests that
- * come without tokens. */
+ * empty messages, no prompt, an unknown chat template). Messages are
+ * rendered with the template chat; special tokens are matched in the
+ * template's text, and in the contents only with o->special_in_content.
+ * infer-cpu uses it for requests that come without tokens. */
 int tokenize_encode(const tok *t, const tokenize_opts *o, int chat, const msg *m, tok_ids *ids,
 		    size_t *ntok, char *err, size_t errlen);
 /* Tokenizes one request and packs the answer: m with "tokens" added (or
  * "prompt_tokens" with count), or an error event. ids is scratch space. */
 void tokenize_request(const tok *t, const tokenize_opts *o, int chat, const msg *m,
 		      msgpack_packer *pk, tok_ids *ids);
-/* Runs the filter from in_fd to out_fd until the end of the input. */
+/* Runs the filter from in_fd to out_fd until the end of the input; when the
+ * input breaks, writes the answers to everything before it, then dies 111. */
 void tokenize_run(const tok *t, const tokenize_opts *o, int in_fd, int out_fd);
 
 #endif

@@ -65,7 +65,41 @@ show(const char *s, size_t n)
 	return buf[k];
 }
 
-static int nrender, ndetect, per_id[64];
+static int nrender, ndetect, nspans, per_id[64];
+
+/* chat_render_spans renders what chat_render does, byte for byte, and its
+ * spans are in order, apart (two that touch are one), not empty, inside the
+ * text, and no longer in all than the contents. *spans, *nsp: the spans,
+ * for more checks (freed by the caller). */
+static int
+spans_render(int id, const chat_msg *m, size_t n, int add, char **out, size_t *outlen,
+	     chat_span **spans, size_t *nsp)
+{
+	char *want = NULL, err[256] = "";
+	size_t wantlen = 0, i, at = 0, sum = 0, total = 0;
+	int good = 0;
+
+	*out = NULL;
+	*spans = NULL;
+	if (chat_render(id, m, n, add, &want, &wantlen, err, sizeof err) < 0 ||
+	    chat_render_spans(id, m, n, add, out, outlen, spans, nsp, err, sizeof err) < 0)
+		goto out;
+	if (*outlen != wantlen || memcmp(*out, want, wantlen) || (*out)[*outlen] || (*nsp && !*spans))
+		goto out;
+	for (i = 0; i < n; i++)
+		total += m[i].content_len;
+	for (i = 0; i < *nsp; i++) {
+		const chat_span *s = &(*spans)[i];
+		if (!s->len || s->off < at || (i && s->off == at) || s->off + s->len > *outlen)
+			goto out;
+		at = s->off + s->len;
+		sum += s->len;
+	}
+	good = sum <= total;
+out:
+	free(want);
+	return good;
+}
 
 static void
 render_case(const msgpack_object *o)
@@ -96,6 +130,17 @@ render_case(const msgpack_object *o)
 		goto out;
 	}
 	per_id[id]++;
+	{
+		chat_span *sp = NULL;
+		size_t nsp = 0;
+		if (spans_render(id, m, n, add->via.boolean, &out, &outlen, &sp, &nsp))
+			nspans++;
+		else
+			ok(0, "%s, %zu messages: chat_render_spans agrees with chat_render", name, n);
+		free(sp);
+		free(out);
+		out = NULL;
+	}
 	if (chat_render(id, m, n, add->via.boolean, &out, &outlen, err, sizeof err) < 0) {
 		ok(0, "%s renders: %s", name, err);
 		goto out;
@@ -173,6 +218,46 @@ fixtures(void)
 	msgpack_sbuffer_destroy(&sb);
 	fclose(f);
 	ok(nrender >= 1000 && ndetect >= 50, "%d renderings and %d detections checked", nrender, ndetect);
+	ok(nspans == nrender, "%d renderings give the same text with their content spans", nspans);
+}
+
+/* Every template, with contents the templates never write ('@' and digits,
+ * some with spaces around for those that trim): once the spans are taken
+ * out, no '@' is left, and the spans hold only contents. */
+static void
+content_spans(int id)
+{
+	static const char *const roles[] = { "system", "user", "assistant", "user", "tool", "user" };
+	static const char *const texts[] = { "@0@", " @1@ ", "@2@\n", "\n@3@", "@4@", "@5@@6@" };
+	chat_msg m[6];
+	chat_span *sp = NULL;
+	char *out = NULL;
+	size_t outlen = 0, nsp = 0, i, at = 0, ats = 0, in_spans = 0, left = 0;
+	int good;
+
+	for (i = 0; i < 6; i++)
+		m[i] = (chat_msg){ roles[i], strlen(roles[i]), texts[i], strlen(texts[i]) };
+	good = spans_render(id, m, 6, 1, &out, &outlen, &sp, &nsp);
+	for (i = 0; good && i < outlen; i++)
+		ats += out[i] == '@';
+	for (i = 0; good && i < nsp; i++) {
+		for (size_t p = at; p < sp[i].off; p++)
+			left += out[p] == '@';
+		for (size_t p = sp[i].off; p < sp[i].off + sp[i].len; p++) {
+			char c = out[p];
+			in_spans += c == '@';
+			if (c != '@' && !(c >= '0' && c <= '9') && c != ' ' && c != '\n')
+				good = 0;
+		}
+		at = sp[i].off + sp[i].len;
+	}
+	for (size_t p = at; good && p < outlen; p++)
+		left += out[p] == '@';
+	ok(good && ats >= 4 && !left && in_spans == ats,
+	   "%s: contents are spans, the rest is the template (%zu '@' in %zu spans)",
+	   chat_name(id), in_spans, nsp);
+	free(sp);
+	free(out);
 }
 
 int
@@ -190,6 +275,7 @@ main(void)
 		ok(chat_by_name(chat_name(id)) == id && strstr(known, chat_name(id)),
 		   "%s: name round-trips and is listed", chat_name(id));
 		ok(per_id[id] >= 20, "%s: %d fixtures", chat_name(id), per_id[id]);
+		content_spans(id);
 	}
 	{
 		/* chat_known is exactly the names, in id order */

@@ -58,6 +58,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "die.h"
@@ -65,7 +66,7 @@
 #include "rq.h"
 
 #define IO_FLUSH_AT  (64 * 1024)   /* queued bytes written at once, not at sleep */
-#define IO_HIGH_WATER (4 << 20)    /* queued bytes above which a peer is not read */
+#define IO_HIGH_WATER (4 << 20)    /* default: queued bytes above which a peer is not read */
 #define IO_ACCEPT_MAX 64           /* accepts per wake-up of one listener */
 #define IO_READS_MAX 4             /* reads per wake-up of one connection */
 
@@ -95,6 +96,12 @@ struct io_conn {
 	int rflags, wflags;    /* stdio: file status flags to put back (-1: none) */
 	int nonblock;          /* rfd is non-blocking: several reads per wake-up */
 	int blocking;          /* io_flush waits until all is written */
+	int wwatch;            /* stdio: stdout is a pipe or socket, watched for its reader going */
+	int paused;            /* io_conn_pause: hand nothing over, read nothing */
+	int started;           /* a byte has been looked at (text sniffing) */
+	size_t pend;           /* unfinished input counted in the loop's partial_total */
+	double partial_since;  /* monotonic time the unfinished message began (0: none) */
+	double hw_since;       /* monotonic time the queue went above high water (0: not above) */
 	msg_dec dec;
 	char *wbuf;            /* the write queue: wbuf[woff..wlen) */
 	size_t woff, wlen, wcap;
@@ -129,10 +136,29 @@ struct io_loop {
 	size_t pcap;
 	int running;           /* inside io_loop_run_once: free nothing but in sweep */
 	int have_stdio;
+	io_limits lim;
+	size_t partial_total;  /* unfinished input held across connections */
+	double refused_at;     /* the last --max-connections warning (one a second) */
 };
 
 static void sweep(io_loop *l);
 static int conn_flush(io_conn *c);
+static void conn_broken(io_conn *c, const char *fmt, ...);
+
+static double
+mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static size_t
+high_water(const io_loop *l)
+{
+	return l->lim.high_water ? l->lim.high_water : IO_HIGH_WATER;
+}
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -481,6 +507,12 @@ listener_free(io_listener *ls)
 }
 
 void
+io_loop_set_limits(io_loop *l, const io_limits *lim)
+{
+	l->lim = *lim;
+}
+
+void
 io_loop_free(io_loop *l)
 {
 	size_t i;
@@ -617,6 +649,7 @@ stdout_release(io_conn *c)
 static void
 conn_free(io_conn *c)
 {
+	c->loop->partial_total -= c->pend;
 	if (c->q)
 		rq_close(c->q);
 	if (c->q)
@@ -717,6 +750,16 @@ queue_append(io_conn *c, const void *p, size_t n)
 	c->wlen += n;
 }
 
+/* Starts or stops the clock of a queue above high water. */
+static void
+hw_note(io_conn *c)
+{
+	if (c->wlen - c->woff <= high_water(c->loop))
+		c->hw_since = 0;
+	else if (!c->hw_since)
+		c->hw_since = mono();
+}
+
 /* Writes what the peer takes without waiting. 0 ok (maybe some left), -1 ended. */
 static int
 conn_flush(io_conn *c)
@@ -730,8 +773,10 @@ conn_flush(io_conn *c)
 			n = write(c->wfd, c->wbuf + c->woff, c->wlen - c->woff);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			hw_note(c);
 			return 0;
+		}
 		if (n < 0) {
 			conn_end(c, 1, "unable to write to %s: %s", c->name, strerror(errno));
 			return -1;
@@ -741,6 +786,7 @@ conn_flush(io_conn *c)
 	if (c->dead)
 		return -1;
 	c->woff = c->wlen = 0;
+	c->hw_since = 0;
 	if (c->wcap > (1 << 20)) {   /* a burst is over: give its memory back */
 		free(c->wbuf);
 		c->wbuf = NULL;
@@ -761,6 +807,8 @@ io_send(io_conn *c, const void *bytes, size_t n)
 	queue_append(c, bytes, n);
 	if (c->wlen - c->woff > IO_FLUSH_AT)
 		conn_flush(c);
+	else
+		hw_note(c);
 	return c->dead ? -1 : 0;
 }
 
@@ -843,9 +891,71 @@ io_conn_queued(const io_conn *c)
 	return c && !c->dead ? c->wlen - c->woff : 0;
 }
 
+double
+io_conn_backlog(const io_conn *c)
+{
+	return c && !c->dead && c->hw_since ? mono() - c->hw_since : -1;
+}
+
+void
+io_conn_pause(io_conn *c, int on)
+{
+	if (c)
+		c->paused = on;
+}
+
+int
+io_conn_is_stdio(const io_conn *c)
+{
+	return c && c->stdio;
+}
+
 /* ---- connections: reading ------------------------------------------------- */
 
-/* Hands every whole message buffered in c to the owner. */
+/* Counts what c holds of unfinished messages in the loop's total, starts or
+ * stops its read clock, and cuts c when the total passes the budget. */
+static void
+partial_update(io_conn *c)
+{
+	io_loop *l = c->loop;
+	size_t p = c->dead || c->paused ? 0 : msg_dec_pending(&c->dec);
+
+	l->partial_total = l->partial_total - c->pend + p;
+	c->pend = p;
+	if (!p)
+		c->partial_since = 0;
+	else if (!c->partial_since)
+		c->partial_since = mono();
+	if (p && !c->stdio && l->lim.max_partial && l->partial_total > l->lim.max_partial)
+		conn_broken(c, "holds %zu bytes of an unfinished message while unfinished input "
+			    "across connections passed %zu bytes (--max-partial)", p, l->lim.max_partial);
+}
+
+/* A request stream starts with a map; one that starts with printable text
+ * is JSON or plain lines piped in by mistake, which would otherwise give one
+ * "not a map" error per byte. */
+static int
+looks_like_text(io_conn *c)
+{
+	unsigned char b;
+
+	if (c->started || msg_dec_pending(&c->dec) == 0)
+		return 0;
+	c->started = 1;
+	b = (unsigned char)c->dec.buf[c->dec.off];
+	if (b == '{' || b == '[') {
+		conn_broken(c, "the input looks like JSON text, not msgpack: convert it with sluice cat -m");
+		return 1;
+	}
+	if ((b >= 0x20 && b < 0x7f) || b == '\t' || b == '\n' || b == '\r') {
+		conn_broken(c, "the input looks like plain text, not msgpack: pipe it through tokenize "
+			    "(or JSON lines through sluice cat -m)");
+		return 1;
+	}
+	return 0;
+}
+
+/* Hands every whole message buffered in c to the owner (until it pauses c). */
 static void
 conn_dispatch(io_conn *c)
 {
@@ -854,7 +964,9 @@ conn_dispatch(io_conn *c)
 	msg m = MSG_ZERO;
 	int r;
 
-	while (!c->dead) {
+	if (l->h.on_broken && looks_like_text(c))
+		return;
+	while (!c->dead && !c->paused) {
 		r = msg_dec_next(&c->dec, &m, &err);
 		if (r == MSG_NEED)
 			break;
@@ -863,19 +975,21 @@ conn_dispatch(io_conn *c)
 		else if (r == MSG_BAD && l->h.on_bad)
 			l->h.on_bad(l, c, err, l->ud);
 		else if (r == MSG_BROKEN)
-			conn_end(c, 1, "%s", err ? err : "broken stream");
+			conn_broken(c, "%s", err ? err : "broken stream");
+	}
+	if (!c->dead) {
+		if (!c->paused)
+			msg_dec_trim(&c->dec);   /* a big message is over: give its buffer back */
+		partial_update(c);
 	}
 }
 
+/* The read side is done (EOF, or nothing more can be read). */
 static void
-conn_eof(io_conn *c)
+conn_read_done(io_conn *c)
 {
 	io_loop *l = c->loop;
 
-	if (msg_dec_pending(&c->dec)) {
-		conn_end(c, 1, "connection closed in the middle of a message");
-		return;
-	}
 	c->eof = 1;
 	if (c->stdio && c->rflags >= 0)
 		fcntl(0, F_SETFL, c->rflags), c->rflags = -1;
@@ -887,6 +1001,44 @@ conn_eof(io_conn *c)
 		conn_check_done(c);
 }
 
+/* Nothing more is read from c: the owner hears why (on_broken) and then,
+ * as at EOF, may still answer what c sent whole before. Without on_broken
+ * the connection ends. The unfinished input is dropped and freed. */
+static void
+conn_broken(io_conn *c, const char *fmt, ...)
+{
+	io_loop *l = c->loop;
+	char why[sizeof c->whybuf];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	if (!l->h.on_broken) {
+		conn_end(c, 1, "%s", why);
+		return;
+	}
+	l->partial_total -= c->pend;
+	c->pend = 0;
+	c->partial_since = 0;
+	msg_dec_free(&c->dec);
+	msg_dec_init(&c->dec, c->lim);
+	c->started = 1;
+	l->h.on_broken(l, c, why, l->ud);
+	if (!c->dead && !c->eof)
+		conn_read_done(c);
+}
+
+static void
+conn_eof(io_conn *c)
+{
+	if (msg_dec_pending(&c->dec)) {
+		conn_broken(c, "connection closed in the middle of a message");
+		return;
+	}
+	conn_read_done(c);
+}
+
 static void
 conn_read(io_conn *c)
 {
@@ -895,8 +1047,8 @@ conn_read(io_conn *c)
 	char *p;
 	int i;
 
-	for (i = 0; i < IO_READS_MAX && !c->dead && !c->eof; i++) {
-		if (c->wlen - c->woff > IO_HIGH_WATER)
+	for (i = 0; i < IO_READS_MAX && !c->dead && !c->eof && !c->paused; i++) {
+		if (c->wlen - c->woff > high_water(c->loop))
 			break;
 		p = msg_dec_space(&c->dec, &avail);
 		n = read(c->rfd, p, avail);
@@ -981,6 +1133,7 @@ conn_stdio(io_loop *l, const io_opts *o, char *err, size_t errlen)
 	if (is_pipe_or_socket(1)) {
 		c->wflags = fcntl(1, F_GETFL);
 		set_nonblock(1, 1);
+		c->wwatch = 1;
 	}
 	l->have_stdio = 1;
 	opened(l, c);
@@ -1030,14 +1183,56 @@ listener_add(io_loop *l, int fd, const char *name, const msg_limits *lim)
 	return ls;
 }
 
+/* Past --max-connections: the peer is told so, in the protocol, and closed. */
+static void
+refuse(io_loop *l, io_listener *ls, int fd, size_t open)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	char why[128];
+	double t = mono();
+
+	snprintf(why, sizeof why, "too many connections: %zu open (--max-connections)", open);
+	msgpack_sbuffer_init(&sb);
+	msg_pk_init(&pk, &sb);
+	msg_pk_error(&pk, NULL, (size_t)-1, "overloaded", why);
+	if (send(fd, sb.data, sb.size, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		/* nothing to do: it is closed either way */
+	}
+	msgpack_sbuffer_destroy(&sb);
+	shutdown(fd, SHUT_WR);
+	close(fd);
+	if (t - l->refused_at >= 1) {   /* a storm of connections is one line a second */
+		l->refused_at = t;
+		warn_x("%s: refused a connection: %s", ls->name, why);
+	}
+}
+
+/* "tcp:*:8080#7 from 127.0.0.1:41234": the peer's address for TCP logs. */
+static char *
+conn_name(const io_listener *ls, int fd, const struct sockaddr_storage *ss, socklen_t sl)
+{
+	char host[64], serv[16];
+
+	if (ls->tcp && getnameinfo((const struct sockaddr *)ss, sl, host, sizeof host, serv, sizeof serv,
+				   NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+		return xprintf(ss->ss_family == AF_INET6 ? "%s#%d from [%s]:%s" : "%s#%d from %s:%s",
+			       ls->name, fd, host, serv);
+	return xprintf("%s#%d", ls->name, fd);
+}
+
 static void
 listener_accept(io_loop *l, io_listener *ls)
 {
+	struct sockaddr_storage ss;
+	socklen_t sl;
 	io_conn *c;
+	size_t open;
 	int i, fd;
 
 	for (i = 0; i < IO_ACCEPT_MAX; i++) {
-		fd = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		sl = sizeof ss;
+		fd = accept4(ls->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0 && (errno == EINTR || errno == ECONNABORTED))
 			continue;
 		if (fd < 0) {
@@ -1045,9 +1240,14 @@ listener_accept(io_loop *l, io_listener *ls)
 				warn_sys("unable to accept on %s", ls->name);
 			return;
 		}
+		open = io_loop_nconns(l);
+		if (l->lim.max_conns && open >= l->lim.max_conns) {
+			refuse(l, ls, fd, open);
+			continue;
+		}
 		if (ls->tcp)
 			tcp_nodelay(fd);
-		c = conn_new(l, fd, fd, xprintf("%s#%d", ls->name, fd), ls->lim);
+		c = conn_new(l, fd, fd, conn_name(ls, fd, &ss, sl), ls->lim);
 		opened(l, c);
 	}
 }
@@ -1229,6 +1429,19 @@ opts_or_default(const io_opts *o)
 	return o ? o : &dflt;
 }
 
+/* Every error of io_loop_listen reads "unable to listen on EP: why". */
+static void
+say_listen(const char *ep, char *err, size_t errlen)
+{
+	char why[512];
+	size_t n = strlen("unable to listen on ");
+
+	if (!errlen || !strncmp(err, "unable to listen on ", n))
+		return;
+	snprintf(why, sizeof why, "%s", err);
+	seterr(err, errlen, "unable to listen on %s: %s", ep, why);
+}
+
 int
 io_loop_listen(io_loop *l, const char *ep, const io_opts *o, char *err, size_t errlen)
 {
@@ -1236,8 +1449,10 @@ io_loop_listen(io_loop *l, const char *ep, const io_opts *o, char *err, size_t e
 	int r = -1;
 
 	o = opts_or_default(o);
-	if (io_addr_parse(ep, &a, err, errlen) < 0)
+	if (io_addr_parse(ep, &a, err, errlen) < 0) {
+		say_listen(ep, err, errlen);
 		return -1;
+	}
 	switch (a.kind) {
 	case IO_STDIO:
 		r = conn_stdio(l, o, err, errlen) ? 0 : -1;
@@ -1256,6 +1471,8 @@ io_loop_listen(io_loop *l, const char *ep, const io_opts *o, char *err, size_t e
 		break;
 	}
 	io_addr_free(&a);
+	if (r < 0)
+		say_listen(ep, err, errlen);
 	return r;
 }
 
@@ -1381,22 +1598,26 @@ poll_add(io_loop *l, size_t *n, int fd, short events, int type, void *obj)
 	(*n)++;
 }
 
+/* A socket is watched even when we neither read nor write it, and so is a
+ * stdout pipe: POLLHUP and POLLERR, which poll reports unasked, say that
+ * the peer is gone altogether (a peer that only shut down its write side
+ * raises neither), so its work can be cancelled at once. */
 static void
 poll_conn(io_loop *l, size_t *n, io_conn *c)
 {
-	int rd = !c->eof && c->wlen - c->woff <= IO_HIGH_WATER;
+	int rd = !c->eof && !c->paused && c->wlen - c->woff <= high_water(l);
 	int wr = c->woff < c->wlen && !c->wdone;
 
 	if (c->q) {
 		poll_add(l, n, rq_fd(c->q), POLLIN, P_CONN, c);
 	} else if (c->rfd == c->wfd) {
-		if (rd || wr)
+		if (rd || wr || (c->sock && !c->wdone))
 			poll_add(l, n, c->rfd, (short)((rd ? POLLIN : 0) | (wr ? POLLOUT : 0)), P_CONN, c);
 	} else {
 		if (rd)
 			poll_add(l, n, c->rfd, POLLIN, P_CONN, c);
-		if (wr)
-			poll_add(l, n, c->wfd, POLLOUT, P_CONN, c);
+		if (c->wfd >= 0 && !c->wdone && (wr || c->wwatch))
+			poll_add(l, n, c->wfd, wr ? POLLOUT : 0, P_CONN, c);
 	}
 }
 
@@ -1427,8 +1648,55 @@ poll_dispatch_conn(io_conn *c, const struct pollfd *p)
 	}
 	if (p->fd == c->wfd && (p->revents & (POLLOUT | POLLERR | POLLHUP)) && c->woff < c->wlen)
 		conn_flush(c);
-	if (!c->dead && p->fd == c->rfd && (p->revents & (POLLIN | POLLERR | POLLHUP)) && !c->eof)
+	if (!c->dead && p->fd == c->rfd && (p->revents & (POLLIN | POLLERR | POLLHUP)) && !c->eof &&
+	    !c->paused)
 		conn_read(c);
+	if (c->dead || p->fd != c->wfd || c->wdone)
+		return;
+	/* the peer is gone (not just done sending): nobody can take an answer */
+	if (c->rfd == c->wfd && c->sock && (p->revents & (POLLERR | POLLHUP)))
+		conn_end(c, 1, "the peer closed the connection");
+	else if (c->rfd != c->wfd && c->wwatch && (p->revents & (POLLERR | POLLHUP)))
+		conn_end(c, 1, "the reader of the output went away");
+}
+
+/* Cuts the connections that have held part of a message too long; returns
+ * the ms until the next such deadline (-1: none). */
+static int
+read_deadlines(io_loop *l)
+{
+	double t = mono(), rt = l->lim.read_timeout_ms / 1000.0, next = -1;
+	size_t i;
+
+	if (!l->lim.read_timeout_ms)
+		return -1;
+	for (i = 0; i < l->ncs; i++) {
+		io_conn *c = l->cs[i];
+
+		if (c->dead || c->stdio || !c->partial_since || c->paused)
+			continue;
+		if (t - c->partial_since >= rt)
+			conn_broken(c, "sent part of a message and not the rest within %u ms (--read-timeout)",
+				    l->lim.read_timeout_ms);
+		else if (next < 0 || c->partial_since + rt - t < next)
+			next = c->partial_since + rt - t;
+	}
+	return next < 0 ? -1 : (int)(next * 1000) + 1;
+}
+
+/* Hands over what paused connections buffered, now that they may go on. */
+static int
+resume_all(io_loop *l)
+{
+	size_t i;
+	int n = 0;
+
+	for (i = 0; i < l->ncs; i++) {
+		io_conn *c = l->cs[i];
+		if (!c->dead && !c->paused && !c->q && msg_dec_pending(&c->dec) && !c->pend)
+			conn_dispatch(c), n++;
+	}
+	return n;
 }
 
 static void
@@ -1445,12 +1713,17 @@ int
 io_loop_run_once(io_loop *l, int timeout_ms)
 {
 	size_t i, n;
-	int r;
+	int r, dl;
 
 	l->running = 1;
 	sweep(l);
+	if (resume_all(l))
+		timeout_ms = 0;   /* the owner has new work: do not sleep on it */
 	flush_all(l);   /* nothing waits in a buffer while we sleep */
 	sweep(l);
+	dl = read_deadlines(l);
+	if (dl >= 0 && (timeout_ms < 0 || dl < timeout_ms))
+		timeout_ms = dl;
 	n = poll_build(l);
 	r = poll(l->pfd, n, timeout_ms);
 	if (r < 0 && errno != EINTR) {

@@ -53,12 +53,36 @@ typedef struct io_handler {
 	 * follows once both sides are done. When on_eof is NULL the loop calls
 	 * io_shutdown itself: what is queued is written, then on_close(NULL). */
 	void (*on_eof)(io_loop *l, io_conn *c, void *ud);
+	/* Nothing more can be read from c: its framing is lost, it ended or was
+	 * cut inside a message, it looks like text, or it broke a limit of
+	 * io_limits (why says which). The messages read before it were handed
+	 * over whole; the unfinished rest is dropped and its memory freed; then
+	 * on_eof follows as for a clean end, so what c asked for can still be
+	 * answered. When on_broken is NULL the connection just ends with
+	 * on_close(why). */
+	void (*on_broken)(io_loop *l, io_conn *c, const char *why, void *ud);
 } io_handler;
+
+/* Limits of one loop over all its connections; zero fields mean no limit.
+ * The stdio connection ("-", a pipeline's own producer) is exempt from the
+ * read timeout and the unfinished-input budget. */
+typedef struct io_limits {
+	size_t max_conns;          /* connections at once; past it an accepted one is told
+				    * "overloaded" and closed (--max-connections) */
+	unsigned read_timeout_ms;  /* a connection holding part of a message this long without
+				    * finishing it is cut (--read-timeout) */
+	size_t max_partial;        /* bytes of unfinished messages held across connections;
+				    * the one that goes past it is cut (--max-partial) */
+	size_t high_water;         /* queued output above which a peer is not read and counts
+				    * as backlogged (io_conn_backlog); 0: 4 MiB */
+} io_limits;
+#define IO_LIMITS_ZERO {0, 0, 0, 0}
 /* Lifecycle: on_close is called once per connection the loop finished (not
  * for io_close), from io_loop_run_once; the io_conn is freed when it returns.
  * Callbacks must not call io_loop_run_once. */
 
 io_loop *io_loop_new(const io_handler *h, void *ud);
+void io_loop_set_limits(io_loop *l, const io_limits *lim);
 void io_loop_free(io_loop *l);            /* closes every connection and listener */
 /* Listen on ep: unix and tcp sockets (a stale unix socket file is replaced
  * only if nothing answers on it), fd:N (a listening socket, or a connected
@@ -102,5 +126,12 @@ void io_conn_set_data(io_conn *c, void *p);
 void *io_conn_data(const io_conn *c);
 const char *io_conn_name(const io_conn *c);   /* for logs: "unix:/run/x.sock#3" */
 size_t io_conn_queued(const io_conn *c);      /* bytes waiting to be written (backpressure) */
+/* Seconds the output queue has been above the high-water mark without once
+ * falling below it; -1 when it is not above. */
+double io_conn_backlog(const io_conn *c);
+/* Paused: no message of c is handed over (nor more read) until unpaused;
+ * what is buffered waits. How a pipeline's producer is made to wait. */
+void io_conn_pause(io_conn *c, int on);
+int io_conn_is_stdio(const io_conn *c);
 
 #endif

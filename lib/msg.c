@@ -264,6 +264,18 @@ msg_dec_free(msg_dec *d)
 	memset(d, 0, sizeof *d);
 }
 
+void
+msg_dec_trim(msg_dec *d)
+{
+	if (d->len != d->off || d->cap <= 4 * MSG_CHUNK)
+		return;
+	free(d->buf);
+	free(d->old);
+	d->buf = d->old = NULL;
+	d->off = d->len = d->cap = 0;
+	d->held = 0;
+}
+
 /* A capacity of at least need, growing geometrically but not far past
  * max_bytes + MSG_CHUNK, which is all a well-behaved stream ever needs. */
 static size_t

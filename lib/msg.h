@@ -73,6 +73,10 @@ void msg_dec_feed(msg_dec *d, const void *p, size_t n); /* copy n bytes in */
 int msg_dec_next(msg_dec *d, msg *out, const char **err);
 /* Bytes of an unfinished message held (non-zero at EOF means a cut message). */
 size_t msg_dec_pending(const msg_dec *d);
+/* Gives a large buffer back when nothing is pending (after a big message),
+ * so an idle connection holds no more than a chunk. The last message
+ * returned must no longer be in use. */
+void msg_dec_trim(msg_dec *d);
 
 /* Decode exactly one message from a complete buffer (tests, Redis entries):
  * MSG_GOT, or MSG_BAD with *err. Objects live in zone until it is destroyed. */

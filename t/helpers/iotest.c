@@ -391,7 +391,7 @@ cmd_echo(int argc, char **argv)
 		{"delay-ms", required_argument, 0, 'D'},
 		{0, 0, 0, 0},
 	};
-	io_handler h = {echo_open, echo_msg, echo_bad, echo_close, echo_eof};
+	io_handler h = {echo_open, echo_msg, echo_bad, echo_close, echo_eof, 0};
 	io_opts o = IO_OPTS_DEFAULT;
 	echo e = {0};
 	const char *eps[64];
@@ -502,7 +502,7 @@ client_close(io_loop *l, io_conn *c, const char *why, void *ud)
 static int
 cmd_client(int argc, char **argv)
 {
-	io_handler h = {0, client_msg, 0, client_close, 0};
+	io_handler h = {0, client_msg, 0, client_close, 0, 0};
 	io_addr a = IO_ADDR_ZERO;
 	msgpack_sbuffer sb;
 	msgpack_packer pk;

@@ -132,7 +132,7 @@ on_close(io_loop *l, io_conn *c, const char *why, void *ud)
 static io_loop *
 pair_loop(seen *s, int *peer)
 {
-	static const io_handler h = {0, on_msg, on_bad, on_close, 0};
+	static const io_handler h = {0, on_msg, on_bad, on_close, 0, 0};
 	char ep[32], err[256];
 	io_loop *l = io_loop_new(&h, s);
 	int sv[2];

@@ -25,8 +25,10 @@
 #include "tokenize.h"
 
 #define USAGE "infer-cpu [-m model] [-l endpoint]... [-t threads] [--ctx N] [--kv-mem BYTES] " \
-	"[--block-size N] [--max-seqs N] [--max-batch-tokens N] [--max-queue N] [--max-tokens N] " \
-	"[--temperature F] [--no-prefix-cache] [--text] [--chat-template NAME] [-d fd] [-q] " \
+	"[--block-size N] [--max-seqs N] [--max-batch-tokens N] [--max-queue N] [--max-queue-per-conn N] " \
+	"[--max-tokens N] [--temperature F] [--no-prefix-cache] [--text] [--chat-template NAME] " \
+	"[--max-connections N] [--backlog N] [--read-timeout S] [--max-partial BYTES] " \
+	"[--write-buffer BYTES] [--write-timeout S] [-d fd] [-q] " \
 	"| infer-cpu [-m model] [-t threads] --perplexity FILE [--ppl-ctx N]"
 
 #define MAX_STOP 16          /* stop strings per request */
@@ -35,8 +37,13 @@
 /* ------------------------------------------------------------- state */
 
 typedef struct conn_state {
+	io_conn *conn;
 	uint32_t live;           /* requests in flight */
 	int eof;                 /* the peer sent its last message */
+	int paused;              /* stdio: not read while the queue is full */
+	int backlogged;          /* its unsent output is above --write-buffer: its sequences wait */
+	uint64_t vt;             /* fair queueing: the order its next request gets at the least */
+	struct conn_state *next, *prev;   /* every connection */
 } conn_state;
 
 typedef struct req {
@@ -77,11 +84,16 @@ typedef struct engine {
 	sample_ws ws;
 	tokenize_opts topts;
 	int chat;
-	uint32_t max_ctx, max_queue, max_tokens_default;
+	uint32_t max_ctx, max_queue, max_queue_conn, max_tokens_default;
+	double write_timeout;    /* seconds a client may leave --write-buffer of answers unread */
+	size_t write_buffer;
 	float temperature;
 	int text;                /* add "text" to events */
 	int stdio;               /* reading stdin: stop at its end */
 	int stopping;            /* a signal came: finish what runs, take nothing new */
+	conn_state *conns;
+	uint64_t vnow;           /* fair queueing: the order of the latest request started */
+	int bad_input;           /* the stdin stream was broken: exit 111 once all is answered */
 	req **tab;               /* id table, chained */
 	size_t tabn;             /* buckets (power of two) */
 	req *all;
@@ -90,6 +102,7 @@ typedef struct engine {
 	tok_ids ids;
 	msgpack_sbuffer sb;
 	uint64_t steps, gen_tokens, served, preemptions;
+	uint64_t n_cancelled, n_gone, n_timeout, n_slow, n_overloaded, n_bad;
 	int quiet;
 } engine;
 
@@ -200,9 +213,38 @@ pack_error(engine *e, io_conn *c, const char *id, size_t idlen, const char *code
 {
 	msgpack_packer pk;
 
+	if (!strcmp(code, "overloaded"))
+		e->n_overloaded++;
+	else if (!strcmp(code, "bad_request") || !strcmp(code, "too_long"))
+		e->n_bad++;
 	e->sb.size = 0;
 	msg_pk_init(&pk, &e->sb);
 	msg_pk_error(&pk, id, idlen, code, message);
+	io_send(c, e->sb.data, e->sb.size);
+}
+
+/* A second request with the id of one in flight is answered by an event
+ * that does not carry "id" (so no client takes it for the first request's
+ * answer) but "duplicate_id", with error code duplicate_id. */
+static void
+pack_duplicate(engine *e, io_conn *c, const char *id, size_t idlen)
+{
+	msgpack_packer pk;
+
+	e->n_bad++;
+	e->sb.size = 0;
+	msg_pk_init(&pk, &e->sb);
+	msgpack_pack_map(&pk, 3);
+	msg_pk_str(&pk, "duplicate_id");
+	msg_pk_strn(&pk, id, idlen);
+	msg_pk_str(&pk, "finish");
+	msg_pk_str(&pk, "error");
+	msg_pk_str(&pk, "error");
+	msgpack_pack_map(&pk, 2);
+	msg_pk_str(&pk, "code");
+	msg_pk_str(&pk, "duplicate_id");
+	msg_pk_str(&pk, "message");
+	msg_pk_str(&pk, "a request with this id is in flight on this connection; this one was ignored");
 	io_send(c, e->sb.data, e->sb.size);
 }
 
@@ -441,6 +483,7 @@ on_request(engine *e, io_conn *c, const msg *m)
 	int cancel = 0, b;
 	int64_t prio = 0;
 	uint64_t u;
+	conn_state *cs = io_conn_data(c);
 	req *r;
 
 	if (msg_str(m, "id", &id, &idlen) != 1) {
@@ -448,8 +491,10 @@ on_request(engine *e, io_conn *c, const msg *m)
 		return;
 	}
 	if (msg_bool(m, "cancel", &cancel) == 1 && cancel) {
-		if ((r = req_find(e, c, id, idlen)))
+		if ((r = req_find(e, c, id, idlen))) {
+			e->n_cancelled++;
 			finish(e, r, "cancelled", r->n_emitted);
+		}
 		return;
 	}
 	if (msg_check_request(m, err, sizeof err) < 0) {
@@ -457,15 +502,23 @@ on_request(engine *e, io_conn *c, const msg *m)
 		return;
 	}
 	if (req_find(e, c, id, idlen)) {
-		pack_error(e, c, id, idlen, "bad_request", "a request with this id is already in flight");
+		pack_duplicate(e, c, id, idlen);
 		return;
 	}
 	if (e->stopping) {
 		pack_error(e, c, id, idlen, "overloaded", "the engine is shutting down");
 		return;
 	}
-	if (sched_n_waiting(e->s) >= e->max_queue) {
+	/* a pipeline's producer is made to wait (on_request pauses it); a
+	 * client of a socket is told at once */
+	if (!io_conn_is_stdio(c) && sched_n_waiting(e->s) >= e->max_queue) {
 		snprintf(err, sizeof err, "%u requests are waiting already (--max-queue)", e->max_queue);
+		pack_error(e, c, id, idlen, "overloaded", err);
+		return;
+	}
+	if (!io_conn_is_stdio(c) && cs->live >= e->max_queue_conn) {
+		snprintf(err, sizeof err, "this connection has %u requests in flight already (--max-queue-per-conn)",
+			 cs->live);
 		pack_error(e, c, id, idlen, "overloaded", err);
 		return;
 	}
@@ -547,6 +600,17 @@ on_request(engine *e, io_conn *c, const msg *m)
 		return;
 	}
 	r->seq = sched_add(e->s, r, ids, n, r->max_new, prio, 0);
+	/* fair queueing: within a priority, connections take turns (start-time
+	 * fair queueing with a cost of one per request), so a client with a
+	 * backlog of thousands delays another's request by a few steps only */
+	if (cs->vt < e->vnow)
+		cs->vt = e->vnow;
+	sched_set_order(e->s, r->seq, cs->vt++);
+	r->seq->paused = cs->backlogged;
+	if (io_conn_is_stdio(c) && (sched_n_waiting(e->s) >= e->max_queue || cs->live >= e->max_queue_conn)) {
+		cs->paused = 1;
+		io_conn_pause(c, 1);
+	}
 }
 
 /* ------------------------------------------------------------- io */
@@ -554,9 +618,16 @@ on_request(engine *e, io_conn *c, const msg *m)
 static void
 on_open(io_loop *l, io_conn *c, void *ud)
 {
+	engine *e = ud;
+	conn_state *cs = xcalloc(1, sizeof *cs);
+
 	(void)l;
-	(void)ud;
-	io_conn_set_data(c, xcalloc(1, sizeof(conn_state)));
+	cs->conn = c;
+	cs->next = e->conns;
+	if (e->conns)
+		e->conns->prev = cs;
+	e->conns = cs;
+	io_conn_set_data(c, cs);
 }
 
 static void
@@ -586,21 +657,46 @@ on_eof(io_loop *l, io_conn *c, void *ud)
 }
 
 static void
+on_broken(io_loop *l, io_conn *c, const char *why, void *ud)
+{
+	engine *e = ud;
+	char msg[512];
+
+	(void)l;
+	warn_x("%s: %s", io_conn_name(c), why);
+	snprintf(msg, sizeof msg, "%s; the requests before it are answered, nothing after it is read", why);
+	pack_error(e, c, 0, (size_t)-1, "bad_request", msg);
+	if (io_conn_is_stdio(c))
+		e->bad_input = 1;
+}
+
+static void
 on_close(io_loop *l, io_conn *c, const char *why, void *ud)
 {
 	engine *e = ud;
+	conn_state *cs = io_conn_data(c);
+	uint32_t n = cs->live;
 	req *r, *next;
 
 	(void)l;
-	if (why)
-		warn_x("%s: %s", io_conn_name(c), why);
-	/* nobody to answer: what it asked for is dropped */
+	/* nobody to answer: what it asked for is cancelled, its blocks freed */
 	for (r = e->all; r; r = next) {
 		next = r->next;
 		if (r->conn == c)
 			req_free(e, r);
 	}
-	free(io_conn_data(c));
+	e->n_gone += n;
+	if (why && n)
+		warn_x("%s: %s: %u request%s cancelled", io_conn_name(c), why, n, n == 1 ? "" : "s");
+	else if (why)
+		warn_x("%s: %s", io_conn_name(c), why);
+	if (cs->prev)
+		cs->prev->next = cs->next;
+	else
+		e->conns = cs->next;
+	if (cs->next)
+		cs->next->prev = cs->prev;
+	free(cs);
 	io_conn_set_data(c, 0);
 }
 
@@ -696,6 +792,53 @@ advance(engine *e, req *r, float *logits, double t)
 	}
 }
 
+/* Flow control, once per turn of the loop. A connection whose unsent
+ * answers are above --write-buffer has its sequences paused (they keep
+ * their place and blocks); one that stays there --write-timeout seconds
+ * (not stdout, whose reader is the user's own pipeline) has its requests
+ * ended with error slow_consumer. A paused stdin is read again once the
+ * queue has room. */
+static void
+flow(engine *e)
+{
+	conn_state *cs;
+	req *r, *next;
+	int changed = 0;
+
+	for (cs = e->conns; cs; cs = cs->next) {
+		int b = io_conn_queued(cs->conn) > e->write_buffer;
+		double stall;
+
+		if (b != cs->backlogged)
+			cs->backlogged = b, changed = 1;
+		if (cs->paused && sched_n_waiting(e->s) < e->max_queue && cs->live < e->max_queue_conn) {
+			cs->paused = 0;
+			io_conn_pause(cs->conn, 0);
+		}
+		if (!b || !cs->live || io_conn_is_stdio(cs->conn) || e->write_timeout <= 0)
+			continue;
+		stall = io_conn_backlog(cs->conn);
+		if (stall < e->write_timeout)
+			continue;
+		warn_x("%s: slow consumer: %zu bytes of answers unread for %.0f s (--write-timeout): "
+		       "%u request%s ended", io_conn_name(cs->conn), io_conn_queued(cs->conn), stall,
+		       cs->live, cs->live == 1 ? "" : "s");
+		for (r = e->all; r; r = next) {
+			next = r->next;
+			if (r->conn != cs->conn)
+				continue;
+			e->n_slow++;
+			pack_error(e, r->conn, r->id, r->idlen, "slow_consumer",
+				   "the client left its answers unread past --write-timeout");
+			req_free(e, r);
+		}
+	}
+	if (changed)
+		for (r = e->all; r; r = r->next)
+			if (r->seq)
+				r->seq->paused = ((conn_state *)io_conn_data(r->conn))->backlogged;
+}
+
 static void
 expire(engine *e, double t)
 {
@@ -703,8 +846,10 @@ expire(engine *e, double t)
 
 	for (r = e->all; r; r = next) {
 		next = r->next;
-		if (r->deadline > 0 && t >= r->deadline)
+		if (r->deadline > 0 && t >= r->deadline) {
+			e->n_timeout++;
 			finish(e, r, "timeout", r->n_emitted > r->n_gen ? r->n_emitted : r->n_gen);
+		}
 	}
 }
 
@@ -723,8 +868,11 @@ step(engine *e)
 	qs = sched_stepped(e->s, &n);
 	for (i = 0; i < n; i++) {
 		req *r = qs[i]->ud;
-		if (r->t_sched == 0)
+		if (r->t_sched == 0) {
 			r->t_sched = t;
+			if (qs[i]->order > e->vnow)
+				e->vnow = qs[i]->order;
+		}
 	}
 	e->be->forward(e->bk, b);
 	sched_done(e->s);
@@ -764,6 +912,18 @@ parse_size(const char *s)
 	if (*end || v > 1e15)
 		die_usage(USAGE);
 	return (uint64_t)v;
+}
+
+/* seconds, fractions allowed, 0 to a day (0: never) */
+static double
+parse_secs(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || *end || !(v >= 0) || v > 86400)
+		die_usage(USAGE);
+	return v;
 }
 
 static uint32_t
@@ -835,6 +995,13 @@ infer_main(int argc, char **argv, const infer_backend *be)
 		{ "max-seqs", required_argument, 0, 'S' },
 		{ "max-batch-tokens", required_argument, 0, 'N' },
 		{ "max-queue", required_argument, 0, 'Q' },
+		{ "max-queue-per-conn", required_argument, 0, 'q' + 256 },
+		{ "max-connections", required_argument, 0, 'c' + 256 },
+		{ "backlog", required_argument, 0, 'b' + 256 },
+		{ "read-timeout", required_argument, 0, 'r' + 256 },
+		{ "max-partial", required_argument, 0, 'p' + 256 },
+		{ "write-buffer", required_argument, 0, 'w' + 256 },
+		{ "write-timeout", required_argument, 0, 't' + 256 },
 		{ "max-tokens", required_argument, 0, 'M' },
 		{ "temperature", required_argument, 0, 'T' },
 		{ "no-prefix-cache", no_argument, 0, 'P' },
@@ -854,14 +1021,18 @@ infer_main(int argc, char **argv, const infer_backend *be)
 	size_t block_bytes;
 	uint32_t n_blocks;
 	sched_opts so;
-	io_handler h = { on_open, on_msg, on_bad, on_close, on_eof };
+	io_handler h = { on_open, on_msg, on_bad, on_close, on_eof, on_broken };
 	io_opts io = IO_OPTS_DEFAULT;
+	io_limits lim = { 1024, 30000, (size_t)64 << 20, 0 };
 	sigset_t ss;
 	int sfd, i;
 
 	memset(e, 0, sizeof *e);
 	e->be = be;
 	e->max_queue = 4096;
+	e->max_queue_conn = 1024;
+	e->write_buffer = (size_t)1 << 20;
+	e->write_timeout = 30;
 	e->max_tokens_default = 256;
 	e->topts = (tokenize_opts)TOKENIZE_OPTS_DEFAULT;
 	die_init(argv[0]);
@@ -882,7 +1053,14 @@ infer_main(int argc, char **argv, const infer_backend *be)
 		case 'B': bs = parse_u32(optarg, 1, 1024); break;
 		case 'S': max_seqs = parse_u32(optarg, 1, 4096); break;
 		case 'N': max_batch = parse_u32(optarg, 1, 65536); break;
-		case 'Q': e->max_queue = parse_u32(optarg, 0, 1u << 24); break;
+		case 'Q': e->max_queue = parse_u32(optarg, 1, 1u << 24); break;
+		case 'q' + 256: e->max_queue_conn = parse_u32(optarg, 1, 1u << 24); break;
+		case 'c' + 256: lim.max_conns = parse_u32(optarg, 1, 1u << 20); break;
+		case 'b' + 256: io.backlog = (int)parse_u32(optarg, 1, 1u << 16); break;
+		case 'r' + 256: lim.read_timeout_ms = (unsigned)(parse_secs(optarg) * 1000); break;
+		case 'p' + 256: lim.max_partial = parse_size(optarg); break;
+		case 'w' + 256: e->write_buffer = parse_size(optarg); break;
+		case 't' + 256: e->write_timeout = parse_secs(optarg); break;
 		case 'M': e->max_tokens_default = parse_u32(optarg, 0, 1u << 24); break;
 		case 'T': e->temperature = strtof(optarg, 0); break;
 		case 'P': caching = 0; break;
@@ -988,6 +1166,8 @@ infer_main(int argc, char **argv, const infer_backend *be)
 	e->tab = xcalloc(e->tabn, sizeof *e->tab);
 	msgpack_sbuffer_init(&e->sb);
 	e->loop = io_loop_new(&h, e);
+	lim.high_water = e->write_buffer;
+	io_loop_set_limits(e->loop, &lim);
 	sfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0)
 		die_sys("unable to create a signalfd");
@@ -998,7 +1178,7 @@ infer_main(int argc, char **argv, const infer_backend *be)
 		if (!strcmp(listen[i], "-"))
 			e->stdio = 1;
 		if (io_loop_listen(e->loop, listen[i], &io, err, sizeof err) < 0)
-			die_x(EXIT_SYS, "unable to listen on %s: %s", listen[i], err);
+			die_x(EXIT_SYS, "%s", err);   /* io says "unable to listen on EP: why" */
 	}
 	if (ready_fd >= 0)
 		io_ready(ready_fd);
@@ -1013,6 +1193,7 @@ infer_main(int argc, char **argv, const infer_backend *be)
 			break;
 		if (io_loop_run_once(e->loop, timeout) < 0)
 			die_sys("unable to poll");
+		flow(e);
 		expire(e, now());
 		ran = step(e);
 	}
@@ -1021,11 +1202,16 @@ infer_main(int argc, char **argv, const infer_backend *be)
 		kv_stats st;
 		kv_get_stats(sched_kv(e->s), &st);
 		fprintf(stderr, "%s: %llu requests, %llu tokens generated in %llu steps, %llu preemptions, "
-			"prefix cache %llu/%llu blocks hit, %llu evicted\n", die_prog,
+			"prefix cache %llu/%llu blocks hit, %llu evicted; %llu cancelled, %llu cancelled "
+			"as their client went away, %llu timed out, %llu slow consumers, %llu refused "
+			"overloaded, %llu bad requests\n", die_prog,
 			(unsigned long long)e->served, (unsigned long long)e->gen_tokens,
 			(unsigned long long)e->steps, (unsigned long long)e->preemptions,
 			(unsigned long long)st.hit_blocks, (unsigned long long)st.lookups_blocks,
-			(unsigned long long)st.evictions);
+			(unsigned long long)st.evictions, (unsigned long long)e->n_cancelled,
+			(unsigned long long)e->n_gone, (unsigned long long)e->n_timeout,
+			(unsigned long long)e->n_slow, (unsigned long long)e->n_overloaded,
+			(unsigned long long)e->n_bad);
 	}
 	io_loop_free(e->loop);
 	be->close(e->bk);
@@ -1036,7 +1222,7 @@ infer_main(int argc, char **argv, const infer_backend *be)
 	free(e->tab);
 	model_close(&e->m);
 	close(sfd);
-	return 0;
+	return e->bad_input ? EXIT_SYS : 0;
 }
 
 /* ------------------------------------------------------------- perplexity */

@@ -22,7 +22,11 @@ struct sched {
 static int
 before(const sched_seq *a, const sched_seq *b)
 {
-	return a->priority < b->priority || (a->priority == b->priority && a->order < b->order);
+	if (a->priority != b->priority)
+		return a->priority < b->priority;
+	if (a->order != b->order)
+		return a->order < b->order;
+	return a->serial < b->serial;
 }
 
 static void
@@ -126,7 +130,7 @@ sched_add(sched *s, void *ud, const uint32_t *tokens, uint32_t n, uint32_t max_n
 	q = xcalloc(1, sizeof *q);
 	q->ud = ud;
 	q->priority = priority;
-	q->order = s->order++;
+	q->order = q->serial = s->order++;
 	q->cap = n + 16;
 	q->tokens = xmalloc((size_t)q->cap * sizeof *q->tokens);
 	memcpy(q->tokens, tokens, (size_t)n * sizeof *tokens);
@@ -138,6 +142,18 @@ sched_add(sched *s, void *ud, const uint32_t *tokens, uint32_t n, uint32_t max_n
 	list_insert(&s->wait, q);
 	s->n_wait++;
 	return q;
+}
+
+void
+sched_set_order(sched *s, sched_seq *q, uint64_t order)
+{
+	if (q->state != SCHED_WAITING) {
+		q->order = order;
+		return;
+	}
+	list_remove(&s->wait, q);
+	q->order = order;
+	list_insert(&s->wait, q);
 }
 
 void
@@ -254,7 +270,7 @@ sched_step(sched *s)
 			uint32_t c;
 
 			next = q->next;
-			if (q->n_step || (pass == 0) != (q->n_tokens - q->n_done == 1))
+			if (q->n_step || q->paused || (pass == 0) != (q->n_tokens - q->n_done == 1))
 				continue;
 			c = chunk_for(s, q, budget, out_left);
 			if (!c)
@@ -277,11 +293,14 @@ sched_step(sched *s)
 	}
 
 	/* admission: best waiting first while everything fits; a request that
-	 * does not fit keeps its place (no overtaking by lower priorities) */
-	while (s->wait && budget && s->n_run < s->o.max_seqs) {
+	 * does not fit keeps its place (no overtaking by lower priorities); a
+	 * paused one is passed over */
+	for (q = s->wait; q && budget && s->n_run < s->o.max_seqs; q = next) {
 		uint32_t c, hit;
 
-		q = s->wait;
+		next = q->next;
+		if (q->paused)
+			continue;
 		hit = kv_seq_match(s->kv, &q->kv, q->tokens, q->n_tokens);
 		q->n_done = hit;
 		c = chunk_for(s, q, budget, out_left);

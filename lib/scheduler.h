@@ -49,7 +49,8 @@ enum { SCHED_WAITING, SCHED_RUNNING, SCHED_DONE };
 typedef struct sched_seq {
 	void *ud;               /* the caller's request */
 	int64_t priority;       /* lower runs first */
-	uint64_t order;         /* arrival order */
+	uint64_t order;         /* then lower order (arrival, unless sched_set_order gave another) */
+	uint64_t serial;        /* then arrival */
 	uint32_t *tokens;       /* prompt then generated tokens */
 	uint32_t n_tokens, cap;
 	uint32_t n_prompt;
@@ -61,6 +62,9 @@ typedef struct sched_seq {
 	int all_logits;         /* scoring: logits of every prompt token */
 	int state;              /* SCHED_* */
 	int preempted;          /* times it lost its blocks */
+	int paused;             /* set by the caller: not run nor admitted until cleared
+				 * (its client takes no more output); it keeps its blocks
+				 * unless preempted */
 	uint32_t out;           /* this step: first logits row, or UINT32_MAX */
 	uint32_t n_out;         /* this step: logits rows */
 	kv_seq kv;
@@ -77,6 +81,9 @@ kv_pool *sched_kv(sched *s);
  * max_ctx - 1 (the caller answers too_long). */
 sched_seq *sched_add(sched *s, void *ud, const uint32_t *tokens, uint32_t n,
 		     uint32_t max_new, int64_t priority, int all_logits);
+/* Places a waiting sequence by another order than arrival (fair queueing
+ * across clients); within one priority, lower order runs first. */
+void sched_set_order(sched *s, sched_seq *q, uint64_t order);
 /* Ends a sequence (finished, cancelled, timed out): its blocks are released
  * and it is freed. */
 void sched_drop(sched *s, sched_seq *q);

@@ -11,7 +11,7 @@
 #include "infer.h"
 #include "quantize.h"
 
-#define USAGE "quantize [-t TYPE | -r RECIPE] [-j THREADS] [--keep GLOB]... [--report FILE.json] [--eval TEXT [--eval-ctx N]] [-q] [-n] in.gguf [out.gguf]"
+#define USAGE "quantize [-t TYPE | -r RECIPE] [-j THREADS] [--keep GLOB]... [--report FILE.json] [--eval TEXT [--eval-ctx N]] [--allow-nonfinite] [-q] [-n] in.gguf [out.gguf]"
 
 /* Perplexity of the text under the model before and after: what the
  * quantization costs, measured with the engine (infer-cpu --perplexity). */
@@ -46,6 +46,7 @@ main(int argc, char **argv)
 		{ "eval", required_argument, 0, 'E' },
 		{ "eval-ctx", required_argument, 0, 'C' },
 		{ "dry-run", no_argument, 0, 'n' },
+		{ "allow-nonfinite", no_argument, 0, 'N' },
 		{ "quiet", no_argument, 0, 'q' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
@@ -80,6 +81,7 @@ main(int argc, char **argv)
 			break;
 		case 'q': o.quiet = 1; break;
 		case 'n': o.dry_run = 1; break;
+		case 'N': o.allow_nonfinite = 1; break;
 		case 'h':
 			printf("usage: %s\n", USAGE);
 			return 0;

@@ -1,5 +1,6 @@
 /* model: hyperparameters and weight views of a llama-family GGUF, checked
  * against each other before the forward pass trusts them. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,27 @@ arch_f64(const model *m, const char *suffix, double *v)
 
 	snprintf(key, sizeof key, "%s.%s", m->arch_name, suffix);
 	return gguf_get_f64(&m->g, key, v);
+}
+
+/* An optional float hyperparameter: *v keeps its default when the key is
+ * absent; one that is there must be a finite number above lo (at or above
+ * it when zero_ok). A NaN base frequency or a negative epsilon would load
+ * and give garbage without a word. */
+static int
+opt_f64(const model *m, const char *suffix, double lo, int zero_ok, float *v, char *err, size_t errlen)
+{
+	double f;
+	int r = arch_f64(m, suffix, &f);
+
+	if (r == 0)
+		return 0;
+	if (r < 0 || !isfinite(f) || f < lo || (f == lo && !zero_ok)) {
+		seterr(err, errlen, "%s.%s is %s", m->arch_name, suffix,
+		       r < 0 ? "not a number" : !isfinite(f) ? "not finite" : "out of range");
+		return -1;
+	}
+	*v = (float)f;
+	return 0;
 }
 
 /* a required u32-sized hyperparameter */
@@ -116,7 +138,6 @@ hparams(model *m, char *err, size_t errlen)
 	const char *s;
 	size_t n;
 	uint64_t x;
-	double f;
 
 	if (gguf_get_str(&m->g, "general.architecture", &s, &n) <= 0) {
 		seterr(err, errlen, "general.architecture is missing");
@@ -168,11 +189,10 @@ hparams(model *m, char *err, size_t errlen)
 	}
 	m->rope_neox = m->arch == MODEL_QWEN2;
 	m->rope_base = 10000.0f;
-	if (arch_f64(m, "rope.freq_base", &f) > 0 && f > 0)
-		m->rope_base = (float)f;
 	m->rope_scale = 1.0f;
-	if (arch_f64(m, "rope.scale_linear", &f) > 0 && f > 0)
-		m->rope_scale = (float)f;
+	if (opt_f64(m, "rope.freq_base", 0, 0, &m->rope_base, err, errlen) < 0
+	    || opt_f64(m, "rope.scale_linear", 0, 0, &m->rope_scale, err, errlen) < 0)
+		return -1;
 	{
 		char key[128];
 		const char *ty;
@@ -185,14 +205,12 @@ hparams(model *m, char *err, size_t errlen)
 				       (int)(tn > 32 ? 32 : tn), ty);
 				return -1;
 			}
-			if (arch_f64(m, "rope.scaling.factor", &f) > 0 && f > 0)
-				m->rope_scale = (float)f;
+			if (opt_f64(m, "rope.scaling.factor", 0, 0, &m->rope_scale, err, errlen) < 0)
+				return -1;
 		}
 	}
 	m->eps = 1e-5f;
-	if (arch_f64(m, "attention.layer_norm_rms_epsilon", &f) > 0 && f > 0)
-		m->eps = (float)f;
-	return 0;
+	return opt_f64(m, "attention.layer_norm_rms_epsilon", 0, 1, &m->eps, err, errlen);
 }
 
 int

@@ -299,6 +299,7 @@ typedef struct job {
 	double *sse;            /* per row: sum of squared errors */
 	double *ssx;            /* per row: sum of squares of the source */
 	float *mx;              /* per row: max abs error */
+	size_t nonfinite;       /* source values that are NaN or infinite */
 } job;
 
 /* nearly all the time is spent here, in quant_quantize_row */
@@ -318,6 +319,7 @@ work(void *arg)
 		quant_dequantize_row(j->to, d, j->y, j->ne0);
 		for (size_t e = 0; e < j->ne0; e++) {
 			float a = fabsf(j->y[e] - j->x[e]);
+			j->nonfinite += !isfinite(j->x[e]);
 			sse += (double)a * a;
 			ssx += (double)j->x[e] * j->x[e];
 			if (isnan(a))
@@ -333,6 +335,7 @@ work(void *arg)
 }
 
 typedef struct result {
+	size_t nonfinite;       /* source values that are NaN or infinite */
 	double rmse;
 	double rms;             /* of the source (dequantized if it was quantized) */
 	float max;
@@ -415,7 +418,7 @@ convert_tensor(const gguf *g, gguf_writer *w, const quantize_item *q, int nthrea
 			size_t cnt = per + ((size_t)k < n % nt);
 			*j = (job){ q->from, q->to, (const uint8_t *)t->data + (r0 + at) * sb, out + at * db,
 				cnt, ne0, sb, db, scratch + 2 * (size_t)k * ne0, scratch + (2 * (size_t)k + 1) * ne0,
-				sse + at, ssx + at, mx + at };
+				sse + at, ssx + at, mx + at, 0 };
 			at += cnt;
 		}
 		/* the calling thread takes the first share; a thread that cannot
@@ -429,6 +432,8 @@ convert_tensor(const gguf *g, gguf_writer *w, const quantize_item *q, int nthrea
 			else
 				work(&jobs[k]);
 		}
+		for (int k = 0; k < nt; k++)
+			res->nonfinite += jobs[k].nonfinite;
 		/* summed in row order: the report does not depend on -j */
 		for (size_t k = 0; k < n; k++) {
 			tot += sse[k];
@@ -558,7 +563,7 @@ write_report(const char *path, const char *in, const char *out, const quantize_i
 		jnum(f, q->copy ? NAN : res[i].rms);   /* not measured on a copy */
 		fputs(",\"max_abs_error\":", f);
 		jnum(f, res[i].max);
-		fprintf(f, ",\"fallback\":%s,\"kept\":%s,\"copied\":%s}", q->fallback ? "true" : "false",
+		fprintf(f, ",\"nonfinite\":%zu,\"fallback\":%s,\"kept\":%s,\"copied\":%s}", res[i].nonfinite, q->fallback ? "true" : "false",
 			q->kept ? "true" : "false", q->copy ? "true" : "false");
 	}
 	fprintf(f, "\n],\"totals\":{\"tensors\":%zu,\"bytes_before\":%llu,\"bytes_after\":%llu,\"ratio\":",
@@ -660,6 +665,15 @@ quantize_run(const char *in, const char *out, const quantize_opts *o)
 			copy_tensor(&g, w, q->t);
 		else
 			convert_tensor(&g, w, q, threads, scratch, &res[i]);
+		if (res[i].nonfinite) {
+			if (!o->allow_nonfinite) {
+				gguf_w_free(w);     /* removes the temporary file */
+				die_x(EXIT_SYS, "unable to quantize %s: tensor %s holds %zu NaN or infinite values "
+				      "(--allow-nonfinite writes it anyway)", in, name, res[i].nonfinite);
+			}
+			warn_x("tensor %s holds %zu NaN or infinite values: its rmse and max mean nothing",
+			       name, res[i].nonfinite);
+		}
 		before += q->t->nbytes;
 		after += nb;
 		if (!o->quiet) {

@@ -18,8 +18,9 @@ typedef struct quantize_opts {
 	const char *report;     /* --report FILE.json, or NULL */
 	int quiet;              /* -q: no progress, no report on stderr */
 	int dry_run;            /* -n: print the plan on stdout, write nothing */
+	int allow_nonfinite;    /* --allow-nonfinite: NaN/inf weights warned about, not refused */
 } quantize_opts;
-#define QUANTIZE_OPTS_ZERO { -1, -1, 0, 0, 0, 0, 0, 0 }
+#define QUANTIZE_OPTS_ZERO { -1, -1, 0, 0, 0, 0, 0, 0, 0 }
 
 /* One tensor's fate. */
 typedef struct quantize_item {

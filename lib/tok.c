@@ -256,6 +256,21 @@ get_id(const gguf *g, const char *key, int64_t def, uint32_t n_vocab)
 	return def;
 }
 
+/* 1 (with err) when KEY names a token outside the vocabulary although the
+ * tokenizer is told (by FLAG) to add it to every prompt: llama.cpp quietly
+ * adds its default id instead, a token the model was never given. */
+static int
+outside(const gguf *g, const char *key, const char *flag, uint32_t n_vocab, char *err, size_t errlen)
+{
+	int64_t v;
+
+	if (gguf_get_i64(g, key, &v) != 1 || (v >= 0 && v < n_vocab))
+		return 0;
+	snprintf(err, errlen, "%s %lld is outside the vocabulary of %u tokens, and tokenizer.ggml.%s is true",
+		 key, (long long)v, n_vocab, flag);
+	return 1;
+}
+
 static int
 is_one_of(const char *s, size_t n, const char *const *list)
 {
@@ -539,6 +554,9 @@ tok_load(const gguf *g, char *err, size_t errlen)
 		t->add_eos = b;
 	if (gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &b) == 1)
 		t->add_space_prefix = b;
+	if ((t->add_bos && outside(g, "tokenizer.ggml.bos_token_id", "add_bos_token", t->n_vocab, err, errlen))
+	    || (t->add_eos && outside(g, "tokenizer.ggml.eos_token_id", "add_eos_token", t->n_vocab, err, errlen)))
+		goto fail;
 	if (load_special(t, g) < 0)
 		goto oom;
 	/* llama.cpp marks attributes by model name: Phi-3's special tokens eat the

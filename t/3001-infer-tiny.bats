@@ -109,6 +109,56 @@ req() {
 	[[ "$output" == *'architecture "gptjx" is not supported; supported: llama, qwen2'* ]]
 }
 
+# patched SRC DST KEY VALUE: a copy of SRC with one scalar metadata value changed
+patched() {
+	cp "$1" "$2" &&
+	python3 - "$2" "$3" "$4" <<-'PY'
+	import sys
+	from gguf import GGUFReader
+	f = GGUFReader(sys.argv[1], "r+").fields[sys.argv[2]]
+	f.parts[f.data[0]][0] = type(f.parts[f.data[0]][0])(float(sys.argv[3]))
+	PY
+}
+
+@test "a NaN or infinite rope base, a negative norm epsilon are refused at load" {
+	scratch
+	local k v
+	for kv in rope.freq_base=nan rope.freq_base=inf rope.freq_base=0 \
+	    attention.layer_norm_rms_epsilon=-1e-5 attention.layer_norm_rms_epsilon=nan; do
+		k=${kv%=*} v=${kv#*=}
+		patched "$(tiny f32)" "$T/m.gguf" "llama.$k" "$v"
+		run infer-cpu -m "$T/m.gguf" </dev/null
+		echo "$kv: $output"
+		[ "$status" -eq 111 ]
+		case $v in
+		nan|inf) [[ "$output" == *"llama.$k is not finite"* ]] ;;
+		*) [[ "$output" == *"llama.$k is out of range"* ]] ;;
+		esac
+	done
+	# an epsilon of 0 is a value, as in llama.cpp
+	patched "$(tiny f32)" "$T/m.gguf" llama.attention.layer_norm_rms_epsilon 0
+	run infer-cpu -q -m "$T/m.gguf" </dev/null
+	[ "$status" -eq 0 ]
+}
+
+@test "a BOS id outside the vocabulary with add_bos_token true is refused at load" {
+	scratch
+	patched "$(tiny f32)" "$T/a.gguf" tokenizer.ggml.add_bos_token 1
+	patched "$T/a.gguf" "$T/b.gguf" tokenizer.ggml.bos_token_id 5000
+	run infer-cpu -q -m "$T/a.gguf" </dev/null
+	[ "$status" -eq 0 ]
+	run infer-cpu -m "$T/b.gguf" </dev/null
+	echo "$output"
+	[ "$status" -eq 111 ]
+	[[ "$output" == *"tokenizer.ggml.bos_token_id 5000 is outside the vocabulary of "*" tokens, and tokenizer.ggml.add_bos_token is true"* ]]
+	run tokenize -m "$T/b.gguf" </dev/null
+	[ "$status" -eq 111 ]
+	# without add_bos_token the id is never used: the model loads
+	patched "$(tiny f32)" "$T/c.gguf" tokenizer.ggml.bos_token_id 5000
+	run infer-cpu -q -m "$T/c.gguf" </dev/null
+	[ "$status" -eq 0 ]
+}
+
 @test "bad requests get an error event each and the good ones are answered" {
 	scratch
 	req '{"id":"ok1","tokens":[1,2,3],"max_tokens":3,"ignore_eos":true}' \

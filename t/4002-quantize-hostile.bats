@@ -110,3 +110,31 @@ only() {
 	[ "$status" -eq 111 ]
 	[[ "$output" == "quantize: fatal: unable to create $T/no/r.json: No such file or directory" ]]
 }
+
+# poison FILE TENSOR BYTES: overwrite the first bytes of one tensor's data
+poison() {
+	local base off
+	base=$(sluice gguf info "$1" | awk -F'\t' '$1 == "data_offset" { print $2 }')
+	off=$(sluice gguf tensors "$1" | awk -F'\t' -v t="$2" '$1 == t { print $4 }')
+	printf "$3" | dd of="$1" bs=1 seek=$((base + off)) conv=notrunc status=none
+}
+
+@test "NaN or infinite weights: refused (111, naming the tensor), or written with --allow-nonfinite and a warning" {
+	scratch
+	synth
+	# a NaN and a +inf (f32, little endian) at the start of one matrix
+	poison "$T/s.gguf" blk.1.ffn_up.weight '\x00\x00\xc0\x7f\x00\x00\x80\x7f'
+	run quantize -q -t q8_0 "$T/s.gguf" "$T/o.gguf"
+	echo "$output"
+	[ "$status" -eq 111 ]
+	[ "$output" = "quantize: fatal: unable to quantize $T/s.gguf: tensor blk.1.ffn_up.weight holds 2 NaN or infinite values (--allow-nonfinite writes it anyway)" ]
+	only s.gguf
+	run quantize -q -t q8_0 --allow-nonfinite --report "$T/r.json" "$T/s.gguf" "$T/o.gguf"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = "quantize: warning: tensor blk.1.ffn_up.weight holds 2 NaN or infinite values: its rmse and max mean nothing" ]
+	python3 -c 'import json,sys
+r = json.load(open(sys.argv[1]))
+bad = {t["name"]: t["nonfinite"] for t in r["tensors"] if t["nonfinite"]}
+assert bad == {"blk.1.ffn_up.weight": 2}, bad' "$T/r.json"
+}

@@ -63,6 +63,7 @@ typedef struct breq {
 	int state;               /* R_QUEUED, R_FLIGHT */
 	int answered;            /* an event came back from the engine */
 	double t_arrived, t_released, deadline;
+	double t_first, t_last;  /* the first and the latest event with tokens */
 	struct breq *next, *prev;        /* the queue (ordered) or the in-flight list */
 	struct breq *cnext, *unext;      /* the id tables: by client id, by upstream id */
 } breq;
@@ -530,6 +531,7 @@ on_event(batchd *b, const msg *m)
 	unsigned long long up;
 	breq *r;
 	msgpack_packer pk;
+	const msgpack_object *tk;
 	int final;
 
 	if (msg_str(m, "op", &id, &idlen) == 1) {
@@ -555,6 +557,14 @@ on_event(batchd *b, const msg *m)
 		return;    /* a request already ended here (cancelled, timed out) */
 	final = msg_str(m, "finish", &fin, &finlen) == 1;
 	r->answered = 1;
+	if ((tk = msg_get(m, "tokens")) && tk->type == MSGPACK_OBJECT_ARRAY && tk->via.array.size) {
+		double t = now();
+		if (r->t_first == 0)
+			r->t_first = t;
+		else
+			hist_observe(&b->st.h[HIST_ITL], HIST_ITL, t - r->t_last);
+		r->t_last = t;
+	}
 	if (r->cl) {
 		b->sb.size = 0;
 		msg_pk_init(&pk, &b->sb);
@@ -568,6 +578,8 @@ on_event(batchd *b, const msg *m)
 		const msgpack_object *u = msg_get(m, "usage");
 		snprintf(reason, sizeof reason, "%.*s", (int)(finlen < 15 ? finlen : 15), fin);
 		stats_finish(&b->st, reason);
+		/* as the clients see it: queue time is the time in batchd's queue */
+		stats_times(&b->st, r->t_arrived, r->t_released, r->t_first, now());
 		if (!strcmp(reason, "error")) {
 			const msgpack_object *e = msg_get(m, "error");
 			if (e && e->type == MSGPACK_OBJECT_MAP)

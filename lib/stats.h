@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hist.h"
 #include "msg.h"
 
 /* finish reasons, error codes and admission rejections, in these orders */
@@ -30,8 +31,8 @@ typedef struct stats {
 	uint64_t finished[ST_FIN_N];
 	uint64_t errors[ST_ERR_N];
 	uint64_t rejections[ST_REJ_N];
+	hist h[HIST_N];             /* latencies, vLLM's names and buckets */
 } stats;
-#define STATS_ZERO {0, 0, 0, 0, 0, 0, 0, 0, 0, {0}, {0}, {0}}
 
 /* What is true now, read by the daemon when it answers; -1: it has no such thing. */
 typedef struct stats_now {
@@ -43,6 +44,9 @@ typedef struct stats_now {
 void stats_init(stats *s, const char *program);
 /* a final event went out with this finish reason */
 void stats_finish(stats *s, const char *reason);
+/* A request's latencies when it ends, from its wall-clock times (0: that
+ * moment never came): TTFT, end to end, queue, prefill, decode, inference. */
+void stats_times(stats *s, double arrived, double scheduled, double first, double done);
 /* an error event went out with this code */
 void stats_error(stats *s, const char *code);
 /* a request was refused before any work (reason: overloaded, rate_limited,

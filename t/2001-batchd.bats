@@ -87,6 +87,11 @@ print(v)' "$1"
 	echo "$output" | grep -q '"max_running": 16'
 	echo "$output" | grep -q '"requests": 400'
 	[ "$(est requests)" = 400 ]
+	# latencies, as batchd's clients and as the engine saw them
+	echo "$output" | python3 -c 'import json,sys; h = json.load(sys.stdin)["histograms"]
+assert h["e2e_request_latency_seconds"]["count"] == 400 and h["time_to_first_token_seconds"]["count"] == 400, h
+assert sum(h["e2e_request_latency_seconds"]["counts"]) == 400'
+	[ "$(est histograms.e2e_request_latency_seconds.count)" = 400 ]
 }
 
 @test "batchd: 10x overload: the excess is told overloaded at once, memory bounded, the admitted served" {
@@ -279,4 +284,39 @@ assert max(a[:4]) - min(a[:4]) < 10 and a[4] - a[3] >= 80 and a[5] - a[4] < 10, 
 	echo "$output"
 	[ "$(echo "$output" | grep -c bad_request)" -eq 3 ]
 	[ "$(est requests)" = 0 ]
+}
+
+@test "batchd: 10,000 idle client connections held; another client is still served" {
+	scratch
+	[ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -ge 10100 ] || skip "the hard limit on descriptors is $(ulimit -Hn)"
+	engine -q
+	batchd_up -q
+	run python3 - "$T/b" "$BP" <<-'PY'
+	import resource, socket, sys, time, msgpack
+	hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+	resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+	def rss(pid):
+	    for l in open(f"/proc/{pid}/status"):
+	        if l.startswith("VmRSS"): return int(l.split()[1])
+	pid = int(sys.argv[2]); r0 = rss(pid)
+	idle = []
+	for i in range(10000):
+	    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); idle.append(s)
+	c = socket.socket(socket.AF_UNIX); c.connect(sys.argv[1])
+	c.sendall(msgpack.packb({"id": "x", "tokens": [1, 2], "max_tokens": 4, "ignore_eos": True}) + msgpack.packb({"op": "stats"}))
+	u = msgpack.Unpacker(raw=False); evs = []
+	c.settimeout(20)
+	while len(evs) < 2:
+	    u.feed(c.recv(65536)); evs.extend(u)
+	st = [e for e in evs if e.get("op") == "stats"][0]["stats"]
+	print("connections", st["connections"])
+	print("finish", [e for e in evs if e.get("id") == "x"][0]["finish"])
+	print("rss_growth_kb", rss(pid) - r0)
+	PY
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(val connections)" = 10001 ]
+	[ "$(val finish)" = length ]
+	# about 1 kB each
+	[ "$(val rss_growth_kb)" -lt 40000 ]
 }

@@ -20,6 +20,7 @@
 #include "batchd.h"
 #include "daemon.h"
 #include "die.h"
+#include "idtab.h"
 #include "io.h"
 #include "msg.h"
 #include "stats.h"
@@ -64,7 +65,10 @@ typedef struct breq {
 	double t_first, t_last;  /* the first and the latest event with tokens */
 	io_timer dl;             /* its deadline, while it is queued */
 	struct breq *next, *prev;        /* the queue (ordered) or the in-flight list */
-	struct breq *cnext, *unext;      /* the id tables: by client id, by upstream id */
+	idtab_node cn;           /* in the table by (client, id), while it has a client */
+	idtab_node un;           /* in the table by upstream id */
+	char upid[24];           /* "b<up>" */
+	size_t upn;
 } breq;
 
 typedef struct batchd {
@@ -83,8 +87,7 @@ typedef struct batchd {
 	breq *flight;            /* at the engine */
 	uint32_t nqueued, nflight;
 	uint64_t queued_tokens, held_bytes;
-	breq **ct, **ut;         /* id tables, chained; sizes ctn, utn (powers of two) */
-	size_t ctn, utn, nreq;
+	idtab ct, ut;            /* by (client, id), by upstream id */
 	uint64_t next_up, next_serial;
 	bucket users[USER_SLOTS];
 	/* options */
@@ -113,95 +116,20 @@ now(void)
 
 /* ------------------------------------------------------------- id tables */
 
-static uint64_t
-ckey(const client *cl, const char *id, size_t n)
-{
-	return msg_hash_id(id, n) ^ ((uintptr_t)cl * 0x9e3779b97f4a7c15ull);
-}
-
 static breq *
 cfind(batchd *b, const client *cl, const char *id, size_t n)
 {
-	breq *r;
+	idtab_node *e = idtab_find(&b->ct, cl, id, n);
 
-	for (r = b->ct[ckey(cl, id, n) & (b->ctn - 1)]; r; r = r->cnext)
-		if (r->cl == cl && r->idlen == n && !memcmp(r->id, id, n))
-			return r;
-	return NULL;
+	return e ? idtab_entry(e, breq, cn) : NULL;
 }
 
 static breq *
-ufind(batchd *b, uint64_t up)
+ufind(batchd *b, const char *id, size_t n)
 {
-	breq *r;
+	idtab_node *e = idtab_find(&b->ut, NULL, id, n);
 
-	for (r = b->ut[(up * 0x9e3779b97f4a7c15ull >> 20) & (b->utn - 1)]; r; r = r->unext)
-		if (r->up == up)
-			return r;
-	return NULL;
-}
-
-static void
-rehash(batchd *b)
-{
-	size_t i, n = b->ctn * 2;
-	breq **ct = xcalloc(n, sizeof *ct), **ut = xcalloc(n, sizeof *ut), *r, *next;
-
-	for (i = 0; i < b->ctn; i++)
-		for (r = b->ct[i]; r; r = next) {
-			size_t k = ckey(r->cl, r->id, r->idlen) & (n - 1);
-			next = r->cnext;
-			r->cnext = ct[k];
-			ct[k] = r;
-		}
-	for (i = 0; i < b->utn; i++)
-		for (r = b->ut[i]; r; r = next) {
-			size_t k = (r->up * 0x9e3779b97f4a7c15ull >> 20) & (n - 1);
-			next = r->unext;
-			r->unext = ut[k];
-			ut[k] = r;
-		}
-	free(b->ct);
-	free(b->ut);
-	b->ct = ct;
-	b->ut = ut;
-	b->ctn = b->utn = n;
-}
-
-static void
-tab_add(batchd *b, breq *r)
-{
-	size_t k;
-
-	if (++b->nreq > b->ctn)
-		rehash(b);
-	k = ckey(r->cl, r->id, r->idlen) & (b->ctn - 1);
-	r->cnext = b->ct[k];
-	b->ct[k] = r;
-	k = (r->up * 0x9e3779b97f4a7c15ull >> 20) & (b->utn - 1);
-	r->unext = b->ut[k];
-	b->ut[k] = r;
-}
-
-static void
-unchain(breq **head, breq *r, int byclient)
-{
-	breq **p;
-
-	for (p = head; *p; p = byclient ? &(*p)->cnext : &(*p)->unext)
-		if (*p == r) {
-			*p = byclient ? r->cnext : r->unext;
-			return;
-		}
-}
-
-/* The client's key changes when it goes away (cl NULL): take r out of the
- * client table under the old key first. */
-static void
-tab_del_client(batchd *b, breq *r)
-{
-	unchain(&b->ct[ckey(r->cl, r->id, r->idlen) & (b->ctn - 1)], r, 1);
-	r->cnext = NULL;
+	return e ? idtab_entry(e, breq, un) : NULL;
 }
 
 /* ------------------------------------------------------------- lists */
@@ -275,13 +203,12 @@ req_free(batchd *b, breq *r)
 		b->nflight--;
 	}
 	if (r->cl) {
-		tab_del_client(b, r);
+		idtab_del(&b->ct, &r->cn);
 		if (--r->cl->live == 0 && r->cl->eof)
 			io_shutdown(r->cl->conn);
 	}
-	unchain(&b->ut[(r->up * 0x9e3779b97f4a7c15ull >> 20) & (b->utn - 1)], r, 0);
+	idtab_del(&b->ut, &r->un);
 	io_timer_stop(b->loop, &r->dl);
-	b->nreq--;
 	b->held_bytes -= r->rawlen;
 	free(r->id);
 	free(r->raw);
@@ -312,25 +239,31 @@ reject(batchd *b, io_conn *c, const char *id, size_t idlen, const char *reason, 
 	send_error(b, c, id, idlen, reason, message);
 }
 
+/* Tells the engine to stop r (at the engine): {id, cancel: true}. */
+static void
+send_cancel(batchd *b, breq *r)
+{
+	msgpack_packer pk;
+
+	if (!b->up)
+		return;
+	b->sb.size = 0;
+	msg_pk_init(&pk, &b->sb);
+	msgpack_pack_map(&pk, 2);
+	msg_pk_str(&pk, "id");
+	msg_pk_strn(&pk, r->upid, r->upn);
+	msg_pk_str(&pk, "cancel");
+	msgpack_pack_true(&pk);
+	io_send(b->up, b->sb.data, b->sb.size);
+}
+
 /* Ends r with an error of batchd's own (timeout in the queue, upstream_lost,
  * draining): the client hears it, the engine is told to stop if it has r. */
 static void
 end_req(batchd *b, breq *r, const char *code, const char *message)
 {
-	if (r->state == R_FLIGHT && b->up) {
-		char up[24];
-		msgpack_packer pk;
-		int n = snprintf(up, sizeof up, "b%llu", (unsigned long long)r->up);
-
-		b->sb.size = 0;
-		msg_pk_init(&pk, &b->sb);
-		msgpack_pack_map(&pk, 2);
-		msg_pk_str(&pk, "id");
-		msg_pk_strn(&pk, up, n);
-		msg_pk_str(&pk, "cancel");
-		msgpack_pack_true(&pk);
-		io_send(b->up, b->sb.data, b->sb.size);
-	}
+	if (r->state == R_FLIGHT)
+		send_cancel(b, r);
 	if (r->cl)
 		send_error(b, r->cl->conn, r->id, r->idlen, code, message);
 	b->st.finished[!strcmp(code, "timeout") ? ST_FIN_TIMEOUT : ST_FIN_ERROR]++;
@@ -385,8 +318,6 @@ send_up(batchd *b, breq *r, double t)
 	msgpack_zone z;
 	msgpack_packer pk;
 	const char *err;
-	char up[24];
-	int n = snprintf(up, sizeof up, "b%llu", (unsigned long long)r->up);
 
 	msgpack_zone_init(&z, 1024);
 	b->sb.size = 0;
@@ -399,7 +330,7 @@ send_up(batchd *b, breq *r, double t)
 	msg_pk_passthrough(&pk, &m, own_keys, 2, 1 + (r->deadline > 0));
 	msgpack_zone_destroy(&z);
 	msg_pk_str(&pk, "id");
-	msg_pk_strn(&pk, up, n);
+	msg_pk_strn(&pk, r->upid, r->upn);
 	if (r->deadline > 0) {
 		double left = (r->deadline - t) * 1000;
 		msg_pk_str(&pk, "timeout_ms");
@@ -538,8 +469,6 @@ on_event(batchd *b, const msg *m)
 {
 	const char *id, *fin;
 	size_t idlen, finlen;
-	char *end;
-	unsigned long long up;
 	breq *r;
 	msgpack_packer pk;
 	const msgpack_object *tk;
@@ -558,13 +487,11 @@ on_event(batchd *b, const msg *m)
 			}
 		return;
 	}
-	if (msg_str(m, "id", &id, &idlen) != 1 || idlen < 2 || id[0] != 'b') {
-		warn_x("%s: an event for no request of ours: dropped", b->up_ep);
+	if (msg_str(m, "id", &id, &idlen) != 1) {
+		warn_x("%s: an event without an id: dropped", b->up_ep);
 		return;
 	}
-	errno = 0;
-	up = strtoull(id + 1, &end, 10);
-	if (end != id + idlen || errno || !(r = ufind(b, up)))
+	if (!(r = ufind(b, id, idlen)))
 		return;    /* a request already ended here (cancelled, timed out) */
 	final = msg_str(m, "finish", &fin, &finlen) == 1;
 	r->answered = 1;
@@ -696,18 +623,8 @@ on_request(batchd *b, client *cl, const msg *m)
 				/* never reached the engine: answered here */
 				send_cancelled(b, c, id, idlen);
 				req_free(b, r);
-			} else if (b->up) {
-				char up[24];
-				msgpack_packer pk;
-				int n = snprintf(up, sizeof up, "b%llu", (unsigned long long)r->up);
-				b->sb.size = 0;
-				msg_pk_init(&pk, &b->sb);
-				msgpack_pack_map(&pk, 2);
-				msg_pk_str(&pk, "id");
-				msg_pk_strn(&pk, up, n);
-				msg_pk_str(&pk, "cancel");
-				msgpack_pack_true(&pk);
-				io_send(b->up, b->sb.data, b->sb.size);
+			} else {
+				send_cancel(b, r);
 			}
 		}
 		return;
@@ -773,7 +690,9 @@ on_request(batchd *b, client *cl, const msg *m)
 		r->deadline = t + u / 1000.0;
 	else if (b->timeout > 0)
 		r->deadline = t + b->timeout;
-	tab_add(b, r);
+	r->upn = (size_t)snprintf(r->upid, sizeof r->upid, "b%llu", (unsigned long long)r->up);
+	idtab_add(&b->ct, &r->cn, cl, r->id, r->idlen);
+	idtab_add(&b->ut, &r->un, NULL, r->upid, r->upn);
 	enqueue(b, r);
 	r->dl = (io_timer)IO_TIMER_ZERO;
 	if (r->deadline > 0) {
@@ -879,8 +798,8 @@ on_close(io_loop *l, io_conn *c, const char *why, void *ud)
 	for (r = b->qhead; r; r = next) {
 		next = r->next;
 		if (r->cl == cl) {
-			r->cl = NULL;    /* its table entry goes below, under the old key */
-			unchain(&b->ct[ckey(cl, r->id, r->idlen) & (b->ctn - 1)], r, 1);
+			idtab_del(&b->ct, &r->cn);
+			r->cl = NULL;    /* the client's counts go with it */
 			req_free(b, r);
 			n++;
 		}
@@ -889,22 +808,10 @@ on_close(io_loop *l, io_conn *c, const char *why, void *ud)
 		next = r->next;
 		if (r->cl != cl)
 			continue;
-		tab_del_client(b, r);
+		idtab_del(&b->ct, &r->cn);
 		r->cl = NULL;
 		n++;
-		if (b->up) {
-			char up[24];
-			msgpack_packer pk;
-			int k = snprintf(up, sizeof up, "b%llu", (unsigned long long)r->up);
-			b->sb.size = 0;
-			msg_pk_init(&pk, &b->sb);
-			msgpack_pack_map(&pk, 2);
-			msg_pk_str(&pk, "id");
-			msg_pk_strn(&pk, up, k);
-			msg_pk_str(&pk, "cancel");
-			msgpack_pack_true(&pk);
-			io_send(b->up, b->sb.data, b->sb.size);
-		}
+		send_cancel(b, r);
 	}
 	b->st.gone += n;
 	if (why && n)
@@ -1170,9 +1077,6 @@ batchd_main(int argc, char **argv)
 	cfg.drain_timeout = b->drain_timeout;
 	b->io = cfg.io;
 	daemon_init();
-	b->ctn = b->utn = 1024;
-	b->ct = xcalloc(b->ctn, sizeof *b->ct);
-	b->ut = xcalloc(b->utn, sizeof *b->ut);
 	msgpack_sbuffer_init(&b->sb);
 	b->loop = io_loop_new(&h, b);
 	lim.high_water = b->write_buffer;
@@ -1202,8 +1106,8 @@ batchd_main(int argc, char **argv)
 	io_timer_stop(b->loop, &b->wait_t);
 	io_loop_free(b->loop);
 	msgpack_sbuffer_destroy(&b->sb);
-	free(b->ct);
-	free(b->ut);
+	idtab_free(&b->ct);
+	idtab_free(&b->ut);
 	free(cfg.listen);
 	return 0;
 }

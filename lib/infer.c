@@ -22,6 +22,7 @@
 #include "io.h"
 #include "msg.h"
 #include "sample.h"
+#include "stats.h"
 #include "tokenize.h"
 
 #define USAGE "infer-cpu [-m model] [-l endpoint]... [-t threads] [--ctx N] [--kv-mem BYTES] " \
@@ -84,7 +85,7 @@ typedef struct engine {
 	sample_ws ws;
 	tokenize_opts topts;
 	int chat;
-	uint32_t max_ctx, max_queue, max_queue_conn, max_tokens_default;
+	uint32_t max_ctx, max_queue, max_queue_conn, max_tokens_default, max_seqs;
 	double write_timeout;    /* seconds a client may leave --write-buffer of answers unread */
 	size_t write_buffer;
 	float temperature;
@@ -101,8 +102,8 @@ typedef struct engine {
 	uint64_t seed_ctr;
 	tok_ids ids;
 	msgpack_sbuffer sb;
-	uint64_t steps, gen_tokens, served, preemptions;
-	uint64_t n_cancelled, n_gone, n_timeout, n_slow, n_overloaded, n_bad;
+	uint64_t steps, served;
+	stats st;                /* what the stats query answers (sluice(7)) */
 	int quiet;
 } engine;
 
@@ -213,10 +214,7 @@ pack_error(engine *e, io_conn *c, const char *id, size_t idlen, const char *code
 {
 	msgpack_packer pk;
 
-	if (!strcmp(code, "overloaded"))
-		e->n_overloaded++;
-	else if (!strcmp(code, "bad_request") || !strcmp(code, "too_long"))
-		e->n_bad++;
+	stats_error(&e->st, code);
 	e->sb.size = 0;
 	msg_pk_init(&pk, &e->sb);
 	msg_pk_error(&pk, id, idlen, code, message);
@@ -231,7 +229,7 @@ pack_duplicate(engine *e, io_conn *c, const char *id, size_t idlen)
 {
 	msgpack_packer pk;
 
-	e->n_bad++;
+	stats_error(&e->st, "duplicate_id");
 	e->sb.size = 0;
 	msg_pk_init(&pk, &e->sb);
 	msgpack_pack_map(&pk, 3);
@@ -245,6 +243,27 @@ pack_duplicate(engine *e, io_conn *c, const char *id, size_t idlen)
 	msg_pk_str(&pk, "duplicate_id");
 	msg_pk_str(&pk, "message");
 	msg_pk_str(&pk, "a request with this id is in flight on this connection; this one was ignored");
+	io_send(c, e->sb.data, e->sb.size);
+}
+
+/* The answer to {"op": "stats"}: at once, whatever is queued. */
+static void
+pack_stats(engine *e, io_conn *c, const msg *m)
+{
+	msgpack_packer pk;
+	kv_pool *kv = sched_kv(e->s);
+	stats_now sn = STATS_NOW_NONE;
+
+	sn.draining = e->stopping;
+	sn.connections = (int64_t)io_loop_nconns(e->loop);
+	sn.running = sched_n_running(e->s);
+	sn.waiting = sched_n_waiting(e->s);
+	sn.max_running = e->max_seqs;
+	sn.kv_used = kv_used(kv);
+	sn.kv_total = kv_n_blocks(kv);
+	e->sb.size = 0;
+	msg_pk_init(&pk, &e->sb);
+	stats_pack(&pk, m, &e->st, &sn);
 	io_send(c, e->sb.data, e->sb.size);
 }
 
@@ -390,8 +409,9 @@ finish(engine *e, req *r, const char *why, uint32_t upto)
 {
 	r->t_done = now();
 	e->served++;
+	stats_finish(&e->st, why);
 	if (r->seq)
-		e->preemptions += (uint64_t)r->seq->preempted;
+		e->st.preemptions += (uint64_t)r->seq->preempted;
 	if (upto < r->n_emitted)
 		upto = r->n_emitted;
 	emit(e, r, upto, why);
@@ -486,15 +506,21 @@ on_request(engine *e, io_conn *c, const msg *m)
 	conn_state *cs = io_conn_data(c);
 	req *r;
 
+	switch (stats_is_query(m, err, sizeof err)) {
+	case 1:
+		pack_stats(e, c, m);
+		return;
+	case -1:
+		pack_error(e, c, 0, (size_t)-1, "bad_request", err);
+		return;
+	}
 	if (msg_str(m, "id", &id, &idlen) != 1) {
 		pack_error(e, c, 0, (size_t)-1, "bad_request", "request has no id (a string)");
 		return;
 	}
 	if (msg_bool(m, "cancel", &cancel) == 1 && cancel) {
-		if ((r = req_find(e, c, id, idlen))) {
-			e->n_cancelled++;
+		if ((r = req_find(e, c, id, idlen)))
 			finish(e, r, "cancelled", r->n_emitted);
-		}
 		return;
 	}
 	if (msg_check_request(m, err, sizeof err) < 0) {
@@ -506,19 +532,22 @@ on_request(engine *e, io_conn *c, const msg *m)
 		return;
 	}
 	if (e->stopping) {
-		pack_error(e, c, id, idlen, "overloaded", "the engine is shutting down");
+		stats_reject(&e->st, "draining");
+		pack_error(e, c, id, idlen, "draining", "the engine is shutting down");
 		return;
 	}
 	/* a pipeline's producer is made to wait (on_request pauses it); a
 	 * client of a socket is told at once */
 	if (!io_conn_is_stdio(c) && sched_n_waiting(e->s) >= e->max_queue) {
 		snprintf(err, sizeof err, "%u requests are waiting already (--max-queue)", e->max_queue);
+		e->st.rejections[ST_REJ_OVERLOADED]++;
 		pack_error(e, c, id, idlen, "overloaded", err);
 		return;
 	}
 	if (!io_conn_is_stdio(c) && cs->live >= e->max_queue_conn) {
 		snprintf(err, sizeof err, "this connection has %u requests in flight already (--max-queue-per-conn)",
 			 cs->live);
+		e->st.rejections[ST_REJ_OVERLOADED]++;
 		pack_error(e, c, id, idlen, "overloaded", err);
 		return;
 	}
@@ -595,6 +624,8 @@ on_request(engine *e, io_conn *c, const msg *m)
 		return;
 	}
 	req_link(e, r);
+	e->st.requests++;
+	e->st.prompt_tokens += n;
 	if (r->max_new == 0) {
 		finish(e, r, "length", 0);
 		return;
@@ -685,7 +716,8 @@ on_close(io_loop *l, io_conn *c, const char *why, void *ud)
 		if (r->conn == c)
 			req_free(e, r);
 	}
-	e->n_gone += n;
+	e->st.gone += n;
+	e->st.finished[ST_FIN_CANCELLED] += n;
 	if (why && n)
 		warn_x("%s: %s: %u request%s cancelled", io_conn_name(c), why, n, n == 1 ? "" : "s");
 	else if (why)
@@ -736,7 +768,7 @@ advance(engine *e, req *r, float *logits, double t)
 	tokn = so.token;
 	if (r->t_first == 0)
 		r->t_first = t;
-	e->gen_tokens++;
+	e->st.generation_tokens++;
 	if (!r->ignore_eos && tok_is_eog(e->m.tok, tokn)) {
 		finish(e, r, "stop", r->n_gen);
 		return;
@@ -827,7 +859,7 @@ flow(engine *e)
 			next = r->next;
 			if (r->conn != cs->conn)
 				continue;
-			e->n_slow++;
+			e->st.finished[ST_FIN_ERROR]++;
 			pack_error(e, r->conn, r->id, r->idlen, "slow_consumer",
 				   "the client left its answers unread past --write-timeout");
 			req_free(e, r);
@@ -847,7 +879,6 @@ expire(engine *e, double t)
 	for (r = e->all; r; r = next) {
 		next = r->next;
 		if (r->deadline > 0 && t >= r->deadline) {
-			e->n_timeout++;
 			finish(e, r, "timeout", r->n_emitted > r->n_gen ? r->n_emitted : r->n_gen);
 		}
 	}
@@ -870,6 +901,8 @@ step(engine *e)
 		req *r = qs[i]->ud;
 		if (r->t_sched == 0) {
 			r->t_sched = t;
+			e->st.prefix_queries += r->n_prompt;
+			e->st.prefix_hits += qs[i]->cached;
 			if (qs[i]->order > e->vnow)
 				e->vnow = qs[i]->order;
 		}
@@ -1028,6 +1061,8 @@ infer_main(int argc, char **argv, const infer_backend *be)
 	int sfd, i;
 
 	memset(e, 0, sizeof *e);
+	die_init(argv[0]);
+	stats_init(&e->st, die_prog);
 	e->be = be;
 	e->max_queue = 4096;
 	e->max_queue_conn = 1024;
@@ -1035,7 +1070,6 @@ infer_main(int argc, char **argv, const infer_backend *be)
 	e->write_timeout = 30;
 	e->max_tokens_default = 256;
 	e->topts = (tokenize_opts)TOKENIZE_OPTS_DEFAULT;
-	die_init(argv[0]);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "m:l:t:d:qh", lo, 0)) != -1) {
 		switch (c) {
@@ -1142,6 +1176,7 @@ infer_main(int argc, char **argv, const infer_backend *be)
 	so.n_blocks = n_blocks;
 	so.block_size = bs;
 	so.max_seqs = max_seqs;
+	e->max_seqs = max_seqs;
 	so.max_batch_tokens = max_batch;
 	so.max_ctx = ctx;
 	so.caching = caching;
@@ -1205,13 +1240,16 @@ infer_main(int argc, char **argv, const infer_backend *be)
 			"prefix cache %llu/%llu blocks hit, %llu evicted; %llu cancelled, %llu cancelled "
 			"as their client went away, %llu timed out, %llu slow consumers, %llu refused "
 			"overloaded, %llu bad requests\n", die_prog,
-			(unsigned long long)e->served, (unsigned long long)e->gen_tokens,
-			(unsigned long long)e->steps, (unsigned long long)e->preemptions,
+			(unsigned long long)e->served, (unsigned long long)e->st.generation_tokens,
+			(unsigned long long)e->steps, (unsigned long long)e->st.preemptions,
 			(unsigned long long)st.hit_blocks, (unsigned long long)st.lookups_blocks,
-			(unsigned long long)st.evictions, (unsigned long long)e->n_cancelled,
-			(unsigned long long)e->n_gone, (unsigned long long)e->n_timeout,
-			(unsigned long long)e->n_slow, (unsigned long long)e->n_overloaded,
-			(unsigned long long)e->n_bad);
+			(unsigned long long)st.evictions,
+			(unsigned long long)(e->st.finished[ST_FIN_CANCELLED] - e->st.gone),
+			(unsigned long long)e->st.gone, (unsigned long long)e->st.finished[ST_FIN_TIMEOUT],
+			(unsigned long long)e->st.errors[ST_ERR_SLOW_CONSUMER],
+			(unsigned long long)e->st.errors[ST_ERR_OVERLOADED],
+			(unsigned long long)(e->st.errors[ST_ERR_BAD_REQUEST] + e->st.errors[ST_ERR_TOO_LONG]
+					     + e->st.errors[ST_ERR_DUPLICATE_ID]));
 	}
 	io_loop_free(e->loop);
 	be->close(e->bk);

@@ -537,6 +537,16 @@ io_loop_free(io_loop *l)
 	free(l);
 }
 
+void
+io_loop_unlisten(io_loop *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->nls; i++)
+		listener_free(l->ls[i]);
+	l->nls = 0;
+}
+
 size_t
 io_loop_nconns(const io_loop *l)
 {

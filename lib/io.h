@@ -101,6 +101,9 @@ void io_loop_unwatch(io_loop *l, int fd);
 /* Polls once (timeout_ms -1: wait, 0: don't) and dispatches; flushes queued
  * output before it sleeps. Returns the number of events handled, -1 on error. */
 int io_loop_run_once(io_loop *l, int timeout_ms);
+/* Closes every listener (a unix socket's file is removed): no new
+ * connection is taken; those open stay. Not from inside a callback. */
+void io_loop_unlisten(io_loop *l);
 /* Number of open connections (listeners not counted). */
 size_t io_loop_nconns(const io_loop *l);
 /* Write a newline to fd and close it: s6 readiness (-d FD). */

@@ -302,3 +302,22 @@ patched() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 }
+
+@test "{\"op\":\"stats\"}: answered in place with the engine's figures; another op is a bad request" {
+	scratch
+	req '{"id":"a","tokens":[1,2,3],"max_tokens":4,"ignore_eos":true}' \
+	    '{"op":"stats","id":"s1"}' '{"op":"nope"}' '{"id":"b","tokens":[1],"max_tokens":5000}' >"$T/in"
+	run sh -c "infer-cpu -q -m $(tiny q8_0) --max-tokens 3 <$T/in | sluice cat"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	echo "$output" | python3 -c 'import json, sys
+evs = [json.loads(l) for l in sys.stdin]
+st = [e for e in evs if e.get("op") == "stats"]
+assert len(st) == 1 and st[0]["id"] == "s1", st
+s = st[0]["stats"]
+assert s["program"] == "infer-cpu" and s["requests"] == 1 and s["waiting"] + s["running"] == 1, s
+assert s["kv_blocks_total"] > 0 and s["finished"]["length"] == 0 and not s["draining"], s
+bad = [e for e in evs if e.get("error", {}).get("code") == "bad_request"]
+assert len(bad) == 1 and "unknown op" in bad[0]["error"]["message"], bad
+assert sum(1 for e in evs if e.get("finish") == "length") == 2'
+}

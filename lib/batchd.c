@@ -1,0 +1,1187 @@
+/* batchd: the queue of a sluice service (see batchd(1) and batchd.h).
+ *
+ * A request is counted the moment it is read: admitted into the queue, or
+ * answered at once (overloaded, rate_limited, draining, bad_request). The
+ * queue is ordered by priority then arrival; the release policy moves
+ * requests to the engine while fewer than --max-inflight are there. Ids are
+ * made unique upstream ("b" and a serial number) and restored on the way
+ * back, so clients may reuse each other's ids. A request keeps its bytes
+ * until it is answered, so one whose engine went away before answering
+ * anything is sent again when the engine is back. */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "batchd.h"
+#include "die.h"
+#include "io.h"
+#include "msg.h"
+#include "stats.h"
+
+#define USAGE "batchd [-l endpoint]... -u endpoint [--policy continuous|dynamic|static] " \
+	"[--max-batch N] [--max-wait-ms MS] [--max-inflight N] [--max-queue N] [--max-queued-tokens N] " \
+	"[--max-queue-bytes BYTES] [--timeout S] [--rate REQ/S] [--burst N] [--drain-timeout S] " \
+	"[--max-connections N] [--backlog N] [--write-buffer BYTES] [--write-timeout S] [-m mode] [-d fd] [-q]"
+
+enum { P_CONTINUOUS, P_DYNAMIC, P_STATIC };
+enum { R_QUEUED, R_FLIGHT };
+
+#define USER_SLOTS 4096      /* rate buckets for "user" keys (hashed; a collision shares one) */
+
+/* ------------------------------------------------------------- state */
+
+typedef struct bucket {
+	double tokens, t;        /* token bucket: level and when it was last filled */
+} bucket;
+
+typedef struct client {
+	io_conn *conn;
+	uint32_t live;           /* requests queued or at the engine */
+	int eof;                 /* the peer sent its last message */
+	bucket rate;
+	struct client *next, *prev;
+} client;
+
+typedef struct breq {
+	client *cl;              /* NULL: the client went away (a cancel was sent upstream) */
+	char *id;                /* the client's id */
+	size_t idlen;
+	uint64_t up;             /* the upstream id is "b<up>" */
+	char *raw;               /* the request's bytes, as the client sent them */
+	size_t rawlen;
+	int64_t prio;
+	uint64_t serial;         /* arrival order */
+	uint32_t est_tokens;     /* prompt tokens, counted or estimated */
+	int state;               /* R_QUEUED, R_FLIGHT */
+	int answered;            /* an event came back from the engine */
+	double t_arrived, t_released, deadline;
+	struct breq *next, *prev;        /* the queue (ordered) or the in-flight list */
+	struct breq *cnext, *unext;      /* the id tables: by client id, by upstream id */
+} breq;
+
+typedef struct batchd {
+	io_loop *loop;
+	io_conn *up;             /* the engine; NULL while down */
+	const char *up_ep;
+	int dialing;             /* io_loop_dial is running: its on_open is the engine's */
+	double up_retry_at, up_backoff;
+	int up_warned;
+	io_opts io;
+	client *clients;
+	breq *qhead, *qtail;     /* waiting, by priority then arrival */
+	breq *flight;            /* at the engine */
+	uint32_t nqueued, nflight;
+	uint64_t queued_tokens, held_bytes;
+	breq **ct, **ut;         /* id tables, chained; sizes ctn, utn (powers of two) */
+	size_t ctn, utn, nreq;
+	uint64_t next_up, next_serial;
+	bucket users[USER_SLOTS];
+	/* options */
+	int policy;
+	uint32_t max_batch, max_inflight, max_queue;
+	int inflight_set;        /* --max-inflight given: the engine's figure is not asked */
+	double max_wait, timeout, rate, burst, drain_timeout, write_timeout;
+	uint64_t max_queued_tokens, max_queue_bytes;
+	size_t write_buffer;
+	int quiet;
+	/* running */
+	int draining;
+	double drain_deadline;
+	stats st;
+	msgpack_sbuffer sb;
+} batchd;
+
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ------------------------------------------------------------- id tables */
+
+static uint64_t
+ckey(const client *cl, const char *id, size_t n)
+{
+	return msg_hash_id(id, n) ^ ((uintptr_t)cl * 0x9e3779b97f4a7c15ull);
+}
+
+static breq *
+cfind(batchd *b, const client *cl, const char *id, size_t n)
+{
+	breq *r;
+
+	for (r = b->ct[ckey(cl, id, n) & (b->ctn - 1)]; r; r = r->cnext)
+		if (r->cl == cl && r->idlen == n && !memcmp(r->id, id, n))
+			return r;
+	return NULL;
+}
+
+static breq *
+ufind(batchd *b, uint64_t up)
+{
+	breq *r;
+
+	for (r = b->ut[(up * 0x9e3779b97f4a7c15ull >> 20) & (b->utn - 1)]; r; r = r->unext)
+		if (r->up == up)
+			return r;
+	return NULL;
+}
+
+static void
+rehash(batchd *b)
+{
+	size_t i, n = b->ctn * 2;
+	breq **ct = xcalloc(n, sizeof *ct), **ut = xcalloc(n, sizeof *ut), *r, *next;
+
+	for (i = 0; i < b->ctn; i++)
+		for (r = b->ct[i]; r; r = next) {
+			size_t k = ckey(r->cl, r->id, r->idlen) & (n - 1);
+			next = r->cnext;
+			r->cnext = ct[k];
+			ct[k] = r;
+		}
+	for (i = 0; i < b->utn; i++)
+		for (r = b->ut[i]; r; r = next) {
+			size_t k = (r->up * 0x9e3779b97f4a7c15ull >> 20) & (n - 1);
+			next = r->unext;
+			r->unext = ut[k];
+			ut[k] = r;
+		}
+	free(b->ct);
+	free(b->ut);
+	b->ct = ct;
+	b->ut = ut;
+	b->ctn = b->utn = n;
+}
+
+static void
+tab_add(batchd *b, breq *r)
+{
+	size_t k;
+
+	if (++b->nreq > b->ctn)
+		rehash(b);
+	k = ckey(r->cl, r->id, r->idlen) & (b->ctn - 1);
+	r->cnext = b->ct[k];
+	b->ct[k] = r;
+	k = (r->up * 0x9e3779b97f4a7c15ull >> 20) & (b->utn - 1);
+	r->unext = b->ut[k];
+	b->ut[k] = r;
+}
+
+static void
+unchain(breq **head, breq *r, int byclient)
+{
+	breq **p;
+
+	for (p = head; *p; p = byclient ? &(*p)->cnext : &(*p)->unext)
+		if (*p == r) {
+			*p = byclient ? r->cnext : r->unext;
+			return;
+		}
+}
+
+/* The client's key changes when it goes away (cl NULL): take r out of the
+ * client table under the old key first. */
+static void
+tab_del_client(batchd *b, breq *r)
+{
+	unchain(&b->ct[ckey(r->cl, r->id, r->idlen) & (b->ctn - 1)], r, 1);
+	r->cnext = NULL;
+}
+
+/* ------------------------------------------------------------- lists */
+
+static void
+list_unlink(breq **head, breq **tail, breq *r)
+{
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		*head = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	else if (tail)
+		*tail = r->prev;
+	r->next = r->prev = NULL;
+}
+
+/* Into the queue: after every request of the same or a better priority
+ * that came earlier. Scans from the tail, where nearly all arrivals go. */
+static void
+enqueue(batchd *b, breq *r)
+{
+	breq *p = b->qtail;
+
+	while (p && (p->prio > r->prio || (p->prio == r->prio && p->serial > r->serial)))
+		p = p->prev;
+	r->prev = p;
+	r->next = p ? p->next : b->qhead;
+	if (r->next)
+		r->next->prev = r;
+	else
+		b->qtail = r;
+	if (p)
+		p->next = r;
+	else
+		b->qhead = r;
+	r->state = R_QUEUED;
+	b->nqueued++;
+	b->queued_tokens += r->est_tokens;
+}
+
+static void
+dequeue(batchd *b, breq *r)
+{
+	list_unlink(&b->qhead, &b->qtail, r);
+	b->nqueued--;
+	b->queued_tokens -= r->est_tokens;
+}
+
+static void
+flight_add(batchd *b, breq *r)
+{
+	r->next = b->flight;
+	r->prev = NULL;
+	if (b->flight)
+		b->flight->prev = r;
+	b->flight = r;
+	r->state = R_FLIGHT;
+	b->nflight++;
+}
+
+/* Forgets r altogether: its lists, tables, client count and bytes. */
+static void
+req_free(batchd *b, breq *r)
+{
+	if (r->state == R_QUEUED)
+		dequeue(b, r);
+	else {
+		list_unlink(&b->flight, NULL, r);
+		b->nflight--;
+	}
+	if (r->cl) {
+		tab_del_client(b, r);
+		if (--r->cl->live == 0 && r->cl->eof)
+			io_shutdown(r->cl->conn);
+	}
+	unchain(&b->ut[(r->up * 0x9e3779b97f4a7c15ull >> 20) & (b->utn - 1)], r, 0);
+	b->nreq--;
+	b->held_bytes -= r->rawlen;
+	free(r->id);
+	free(r->raw);
+	free(r);
+}
+
+/* ------------------------------------------------------------- answers */
+
+static void
+send_error(batchd *b, io_conn *c, const char *id, size_t idlen, const char *code, const char *message)
+{
+	msgpack_packer pk;
+
+	stats_error(&b->st, code);
+	b->sb.size = 0;
+	msg_pk_init(&pk, &b->sb);
+	msg_pk_error(&pk, id, idlen, code, message);
+	io_send(c, b->sb.data, b->sb.size);
+}
+
+/* A refusal before any work: counted as an admission rejection. */
+static void
+reject(batchd *b, io_conn *c, const char *id, size_t idlen, const char *reason, const char *message)
+{
+	b->st.rejections[!strcmp(reason, "overloaded") ? ST_REJ_OVERLOADED
+			 : !strcmp(reason, "rate_limited") ? ST_REJ_RATE_LIMITED
+			 : !strcmp(reason, "draining") ? ST_REJ_DRAINING : ST_REJ_TIMEOUT]++;
+	send_error(b, c, id, idlen, reason, message);
+}
+
+/* Ends r with an error of batchd's own (timeout in the queue, upstream_lost,
+ * draining): the client hears it, the engine is told to stop if it has r. */
+static void
+end_req(batchd *b, breq *r, const char *code, const char *message)
+{
+	if (r->state == R_FLIGHT && b->up) {
+		char up[24];
+		msgpack_packer pk;
+		int n = snprintf(up, sizeof up, "b%llu", (unsigned long long)r->up);
+
+		b->sb.size = 0;
+		msg_pk_init(&pk, &b->sb);
+		msgpack_pack_map(&pk, 2);
+		msg_pk_str(&pk, "id");
+		msg_pk_strn(&pk, up, n);
+		msg_pk_str(&pk, "cancel");
+		msgpack_pack_true(&pk);
+		io_send(b->up, b->sb.data, b->sb.size);
+	}
+	if (r->cl)
+		send_error(b, r->cl->conn, r->id, r->idlen, code, message);
+	b->st.finished[!strcmp(code, "timeout") ? ST_FIN_TIMEOUT : ST_FIN_ERROR]++;
+	req_free(b, r);
+}
+
+/* The final event of a request cancelled before it reached the engine. */
+static void
+send_cancelled(batchd *b, io_conn *c, const char *id, size_t idlen)
+{
+	msgpack_packer pk;
+
+	b->st.finished[ST_FIN_CANCELLED]++;
+	b->sb.size = 0;
+	msg_pk_init(&pk, &b->sb);
+	msgpack_pack_map(&pk, 3);
+	msg_pk_str(&pk, "id");
+	msg_pk_strn(&pk, id, idlen);
+	msg_pk_str(&pk, "tokens");
+	msgpack_pack_array(&pk, 0);
+	msg_pk_str(&pk, "finish");
+	msg_pk_str(&pk, "cancelled");
+	io_send(c, b->sb.data, b->sb.size);
+}
+
+static void
+send_stats(batchd *b, io_conn *c, const msg *m)
+{
+	msgpack_packer pk;
+	stats_now sn = STATS_NOW_NONE;
+
+	sn.draining = b->draining;
+	sn.connections = (int64_t)io_loop_nconns(b->loop) - (b->up != NULL);
+	sn.running = b->nflight;
+	sn.waiting = b->nqueued;
+	sn.max_running = b->max_inflight;
+	b->sb.size = 0;
+	msg_pk_init(&pk, &b->sb);
+	stats_pack(&pk, m, &b->st, &sn);
+	io_send(c, b->sb.data, b->sb.size);
+}
+
+/* ------------------------------------------------------------- upstream */
+
+static const char *const own_keys[] = { "id", "timeout_ms" };
+
+/* Sends r to the engine under its upstream id, with what is left of its deadline. */
+static void
+send_up(batchd *b, breq *r, double t)
+{
+	msg m = MSG_ZERO;
+	msgpack_zone z;
+	msgpack_packer pk;
+	const char *err;
+	char up[24];
+	int n = snprintf(up, sizeof up, "b%llu", (unsigned long long)r->up);
+
+	msgpack_zone_init(&z, 1024);
+	b->sb.size = 0;
+	msg_pk_init(&pk, &b->sb);
+	if (msg_unpack(r->raw, r->rawlen, 0, &z, &m, &err) != MSG_GOT) {
+		msgpack_zone_destroy(&z);
+		end_req(b, r, "bad_request", "the request could not be read again");
+		return;
+	}
+	msg_pk_passthrough(&pk, &m, own_keys, 2, 1 + (r->deadline > 0));
+	msgpack_zone_destroy(&z);
+	msg_pk_str(&pk, "id");
+	msg_pk_strn(&pk, up, n);
+	if (r->deadline > 0) {
+		double left = (r->deadline - t) * 1000;
+		msg_pk_str(&pk, "timeout_ms");
+		msgpack_pack_uint64(&pk, left < 1 ? 1 : (uint64_t)left);
+	}
+	dequeue(b, r);
+	flight_add(b, r);
+	if (r->t_released == 0)
+		r->t_released = t;
+	io_send(b->up, b->sb.data, b->sb.size);
+}
+
+/* 1 when no client can send more: every one ended its input (or none is left). */
+static int
+input_ended(batchd *b)
+{
+	client *cl;
+
+	for (cl = b->clients; cl; cl = cl->next)
+		if (!cl->eof)
+			return 0;
+	return 1;
+}
+
+/* The policy: how many of the queue's head go to the engine now. */
+static void
+release(batchd *b, double t)
+{
+	uint32_t room, n = 0;
+	breq *r;
+
+	if (!b->up || !b->qhead || b->nflight >= b->max_inflight)
+		return;
+	room = b->max_inflight - b->nflight;
+	switch (b->policy) {
+	case P_CONTINUOUS:
+		n = room;
+		break;
+	case P_DYNAMIC: {
+		double oldest = t;
+		for (r = b->qhead; r; r = r->next)
+			if (r->t_arrived < oldest)
+				oldest = r->t_arrived;
+		if (b->nqueued >= b->max_batch || t - oldest >= b->max_wait || b->draining || input_ended(b))
+			n = room < b->max_batch ? room : b->max_batch;
+		break;
+	}
+	case P_STATIC:
+		/* whole batches only; what is left at the end of the input goes as one */
+		if (b->nqueued >= b->max_batch)
+			n = room >= b->max_batch ? b->max_batch : 0;
+		else if (b->draining || input_ended(b))
+			n = room;
+		break;
+	}
+	while (n-- && b->qhead && b->up)
+		send_up(b, b->qhead, t);
+}
+
+/* The engine went away: what it had not answered at all goes back to the
+ * queue (in its old place), what had streamed ends with upstream_lost. */
+static void
+upstream_lost(batchd *b, const char *why)
+{
+	breq *r, *next;
+	uint32_t resent = 0, lost = 0;
+
+	b->up = NULL;
+	for (r = b->flight; r; r = next) {
+		next = r->next;
+		if (r->answered) {
+			end_req(b, r, "upstream_lost", "the engine went away after answering part of this request");
+			lost++;
+		} else if (!r->cl) {
+			req_free(b, r);    /* its client is gone too */
+		} else {
+			list_unlink(&b->flight, NULL, r);
+			b->nflight--;
+			enqueue(b, r);
+			resent++;
+		}
+	}
+	warn_x("lost the engine %s (%s): %u request%s to send again, %u ended upstream_lost",
+	       b->up_ep, why ? why : "it closed the connection", resent, resent == 1 ? "" : "s", lost);
+	b->up_backoff = 0.05;
+	b->up_retry_at = now() + b->up_backoff;
+}
+
+static void
+ask_engine(batchd *b)
+{
+	msgpack_packer pk;
+
+	b->sb.size = 0;
+	msg_pk_init(&pk, &b->sb);
+	msgpack_pack_map(&pk, 1);
+	msg_pk_str(&pk, "op");
+	msg_pk_str(&pk, "stats");
+	io_send(b->up, b->sb.data, b->sb.size);
+}
+
+static void
+dial(batchd *b)
+{
+	char err[512];
+
+	b->dialing = 1;
+	b->up = io_loop_dial(b->loop, b->up_ep, &b->io, err, sizeof err);
+	b->dialing = 0;
+	if (!b->up) {
+		if (!b->up_warned)
+			warn_x("%s; trying again", err);
+		b->up_warned = 1;
+		b->up_backoff = b->up_backoff < 0.05 ? 0.05 : b->up_backoff * 2 > 2 ? 2 : b->up_backoff * 2;
+		b->up_retry_at = now() + b->up_backoff;
+		return;
+	}
+	if (b->up_warned && !b->quiet)
+		warn_x("connected to the engine %s", b->up_ep);
+	b->up_warned = 0;
+	b->up_backoff = 0;
+	ask_engine(b);
+}
+
+/* An event from the engine, back to its client under its own id. */
+static void
+on_event(batchd *b, const msg *m)
+{
+	const char *id, *fin;
+	size_t idlen, finlen;
+	char *end;
+	unsigned long long up;
+	breq *r;
+	msgpack_packer pk;
+	int final;
+
+	if (msg_str(m, "op", &id, &idlen) == 1) {
+		/* the engine's stats: how many it runs at once */
+		const msgpack_object *st = msg_get(m, "stats");
+		if (!b->inflight_set && st && st->type == MSGPACK_OBJECT_MAP)
+			for (uint32_t i = 0; i < st->via.map.size; i++) {
+				const msgpack_object_kv *kv = &st->via.map.ptr[i];
+				if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 11
+				    && !memcmp(kv->key.via.str.ptr, "max_running", 11)
+				    && kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER && kv->val.via.u64 > 0)
+					b->max_inflight = kv->val.via.u64 > 65536 ? 65536 : (uint32_t)kv->val.via.u64;
+			}
+		return;
+	}
+	if (msg_str(m, "id", &id, &idlen) != 1 || idlen < 2 || id[0] != 'b') {
+		warn_x("%s: an event for no request of ours: dropped", b->up_ep);
+		return;
+	}
+	errno = 0;
+	up = strtoull(id + 1, &end, 10);
+	if (end != id + idlen || errno || !(r = ufind(b, up)))
+		return;    /* a request already ended here (cancelled, timed out) */
+	final = msg_str(m, "finish", &fin, &finlen) == 1;
+	r->answered = 1;
+	if (r->cl) {
+		b->sb.size = 0;
+		msg_pk_init(&pk, &b->sb);
+		msg_pk_passthrough(&pk, m, own_keys, 1, 1);
+		msg_pk_str(&pk, "id");
+		msg_pk_strn(&pk, r->id, r->idlen);
+		io_send(r->cl->conn, b->sb.data, b->sb.size);
+	}
+	if (final) {
+		char reason[16];
+		const msgpack_object *u = msg_get(m, "usage");
+		snprintf(reason, sizeof reason, "%.*s", (int)(finlen < 15 ? finlen : 15), fin);
+		stats_finish(&b->st, reason);
+		if (!strcmp(reason, "error")) {
+			const msgpack_object *e = msg_get(m, "error");
+			if (e && e->type == MSGPACK_OBJECT_MAP)
+				for (uint32_t i = 0; i < e->via.map.size; i++) {
+					const msgpack_object_kv *kv = &e->via.map.ptr[i];
+					char code[32];
+					if (kv->key.type != MSGPACK_OBJECT_STR || kv->key.via.str.size != 4
+					    || memcmp(kv->key.via.str.ptr, "code", 4) || kv->val.type != MSGPACK_OBJECT_STR)
+						continue;
+					snprintf(code, sizeof code, "%.*s", (int)(kv->val.via.str.size < 31 ? kv->val.via.str.size : 31),
+						 kv->val.via.str.ptr);
+					stats_error(&b->st, code);
+				}
+		}
+		if (u && u->type == MSGPACK_OBJECT_MAP)
+			for (uint32_t i = 0; i < u->via.map.size; i++) {
+				const msgpack_object_kv *kv = &u->via.map.ptr[i];
+				if (kv->key.type != MSGPACK_OBJECT_STR || kv->val.type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+					continue;
+				if (kv->key.via.str.size == 17 && !memcmp(kv->key.via.str.ptr, "completion_tokens", 17))
+					b->st.generation_tokens += kv->val.via.u64;
+			}
+		req_free(b, r);
+	}
+}
+
+/* ------------------------------------------------------------- clients */
+
+/* Prompt tokens of a request before tokenizing: counted when it has
+ * tokens, else estimated at one token per 4 bytes of text (the queue
+ * admits by it, so an estimate made now is what counts). */
+static uint32_t
+estimate_tokens(const msg *m)
+{
+	const msgpack_object *o = msg_get(m, "tokens");
+	uint64_t n = 0;
+
+	if (o && o->type == MSGPACK_OBJECT_ARRAY)
+		return o->via.array.size;
+	if ((o = msg_get(m, "prompt")) && o->type == MSGPACK_OBJECT_STR)
+		n = o->via.str.size / 4 + 1;
+	else if ((o = msg_get(m, "messages")) && o->type == MSGPACK_OBJECT_ARRAY)
+		for (uint32_t i = 0; i < o->via.array.size; i++) {
+			const msgpack_object *e = &o->via.array.ptr[i];
+			n += 8;    /* the template's markers */
+			if (e->type == MSGPACK_OBJECT_MAP)
+				for (uint32_t k = 0; k < e->via.map.size; k++)
+					if (e->via.map.ptr[k].val.type == MSGPACK_OBJECT_STR)
+						n += e->via.map.ptr[k].val.via.str.size / 4;
+		}
+	return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+/* A token bucket: 1 when a request may go now (and takes its token). */
+static int
+take_token(batchd *b, bucket *k, double t)
+{
+	if (k->t == 0) {
+		k->tokens = b->burst;
+		k->t = t;
+	}
+	k->tokens += (t - k->t) * b->rate;
+	if (k->tokens > b->burst)
+		k->tokens = b->burst;
+	k->t = t;
+	if (k->tokens < 1)
+		return 0;
+	k->tokens -= 1;
+	return 1;
+}
+
+static void
+on_request(batchd *b, client *cl, const msg *m)
+{
+	io_conn *c = cl->conn;
+	const char *id, *user;
+	size_t idlen, ulen;
+	char err[512];
+	int cancel = 0;
+	int64_t prio = 0;
+	uint64_t u;
+	uint32_t est;
+	double t = now();
+	breq *r;
+
+	switch (stats_is_query(m, err, sizeof err)) {
+	case 1:
+		send_stats(b, c, m);
+		return;
+	case -1:
+		send_error(b, c, 0, (size_t)-1, "bad_request", err);
+		return;
+	}
+	if (msg_str(m, "id", &id, &idlen) != 1) {
+		send_error(b, c, 0, (size_t)-1, "bad_request", "request has no id (a string)");
+		return;
+	}
+	if (msg_bool(m, "cancel", &cancel) == 1 && cancel) {
+		if ((r = cfind(b, cl, id, idlen))) {
+			if (r->state == R_QUEUED) {
+				/* never reached the engine: answered here */
+				send_cancelled(b, c, id, idlen);
+				req_free(b, r);
+			} else if (b->up) {
+				char up[24];
+				msgpack_packer pk;
+				int n = snprintf(up, sizeof up, "b%llu", (unsigned long long)r->up);
+				b->sb.size = 0;
+				msg_pk_init(&pk, &b->sb);
+				msgpack_pack_map(&pk, 2);
+				msg_pk_str(&pk, "id");
+				msg_pk_strn(&pk, up, n);
+				msg_pk_str(&pk, "cancel");
+				msgpack_pack_true(&pk);
+				io_send(b->up, b->sb.data, b->sb.size);
+			}
+		}
+		return;
+	}
+	if (msg_check_request(m, err, sizeof err) < 0) {
+		send_error(b, c, id, idlen, "bad_request", err);
+		return;
+	}
+	if (cfind(b, cl, id, idlen)) {
+		send_error(b, c, id, idlen, "duplicate_id", "a request with this id is in flight on this connection");
+		return;
+	}
+	if (b->draining) {
+		reject(b, c, id, idlen, "draining", "batchd is shutting down");
+		return;
+	}
+	if (b->rate > 0) {
+		bucket *k = &cl->rate;
+		if (msg_str(m, "user", &user, &ulen) == 1)
+			k = &b->users[msg_hash_id(user, ulen) & (USER_SLOTS - 1)];
+		if (!take_token(b, k, t)) {
+			snprintf(err, sizeof err, "more than %g requests a second (--rate, --burst %g)", b->rate, b->burst);
+			reject(b, c, id, idlen, "rate_limited", err);
+			return;
+		}
+	}
+	est = estimate_tokens(m);
+	if (b->nqueued >= b->max_queue) {
+		snprintf(err, sizeof err, "%u requests are queued already (--max-queue)", b->max_queue);
+		reject(b, c, id, idlen, "overloaded", err);
+		return;
+	}
+	if (b->max_queued_tokens && b->queued_tokens + est > b->max_queued_tokens) {
+		snprintf(err, sizeof err, "%llu prompt tokens are queued already and this request has %u "
+			 "(--max-queued-tokens %llu)", (unsigned long long)b->queued_tokens, est,
+			 (unsigned long long)b->max_queued_tokens);
+		reject(b, c, id, idlen, "overloaded", err);
+		return;
+	}
+	if (b->held_bytes + m->len > b->max_queue_bytes) {
+		snprintf(err, sizeof err, "%llu bytes of requests are held already (--max-queue-bytes)",
+			 (unsigned long long)b->held_bytes);
+		reject(b, c, id, idlen, "overloaded", err);
+		return;
+	}
+	r = xcalloc(1, sizeof *r);
+	r->cl = cl;
+	r->idlen = idlen;
+	r->id = xmalloc(idlen + 1);
+	memcpy(r->id, id, idlen);
+	r->id[idlen] = 0;
+	r->rawlen = m->len;
+	r->raw = xmalloc(m->len ? m->len : 1);
+	memcpy(r->raw, m->raw, m->len);
+	b->held_bytes += m->len;
+	if (msg_int(m, "priority", &prio) == 1)
+		r->prio = prio;
+	r->serial = b->next_serial++;
+	r->up = b->next_up++;
+	r->est_tokens = est;
+	r->t_arrived = t;
+	if (msg_uint(m, "timeout_ms", &u) == 1)
+		r->deadline = t + u / 1000.0;
+	else if (b->timeout > 0)
+		r->deadline = t + b->timeout;
+	tab_add(b, r);
+	enqueue(b, r);
+	cl->live++;
+	b->st.requests++;
+	b->st.prompt_tokens += est;
+}
+
+static void
+on_open(io_loop *l, io_conn *c, void *ud)
+{
+	batchd *b = ud;
+	client *cl;
+
+	(void)l;
+	if (b->dialing) {
+		io_conn_set_data(c, NULL);   /* the engine */
+		return;
+	}
+	cl = xcalloc(1, sizeof *cl);
+	cl->conn = c;
+	cl->next = b->clients;
+	if (b->clients)
+		b->clients->prev = cl;
+	b->clients = cl;
+	io_conn_set_data(c, cl);
+}
+
+static void
+on_msg(io_loop *l, io_conn *c, const msg *m, void *ud)
+{
+	client *cl = io_conn_data(c);
+
+	(void)l;
+	if (cl)
+		on_request(ud, cl, m);
+	else
+		on_event(ud, m);
+}
+
+static void
+on_bad(io_loop *l, io_conn *c, const char *why, void *ud)
+{
+	batchd *b = ud;
+
+	(void)l;
+	if (io_conn_data(c))
+		send_error(b, c, 0, (size_t)-1, "bad_request", why);
+	else
+		warn_x("%s: %s", b->up_ep, why);
+}
+
+static void
+on_eof(io_loop *l, io_conn *c, void *ud)
+{
+	batchd *b = ud;
+	client *cl = io_conn_data(c);
+
+	(void)l;
+	if (!cl) {
+		upstream_lost(b, NULL);
+		io_close(c);
+		return;
+	}
+	cl->eof = 1;
+	if (!cl->live)
+		io_shutdown(c);
+}
+
+static void
+on_broken(io_loop *l, io_conn *c, const char *why, void *ud)
+{
+	batchd *b = ud;
+	char msg[512];
+
+	(void)l;
+	warn_x("%s: %s", io_conn_name(c), why);
+	if (io_conn_data(c)) {
+		snprintf(msg, sizeof msg, "%s; the requests before it are answered, nothing after it is read", why);
+		send_error(b, c, 0, (size_t)-1, "bad_request", msg);
+	}
+}
+
+/* A client gone: its queued requests are dropped, those at the engine are
+ * cancelled there at once (their answers, when they come, go nowhere). */
+static void
+on_close(io_loop *l, io_conn *c, const char *why, void *ud)
+{
+	batchd *b = ud;
+	client *cl = io_conn_data(c);
+	breq *r, *next;
+	uint32_t n = 0;
+
+	(void)l;
+	if (!cl) {
+		upstream_lost(b, why);
+		return;
+	}
+	for (r = b->qhead; r; r = next) {
+		next = r->next;
+		if (r->cl == cl) {
+			r->cl = NULL;    /* its table entry goes below, under the old key */
+			unchain(&b->ct[ckey(cl, r->id, r->idlen) & (b->ctn - 1)], r, 1);
+			req_free(b, r);
+			n++;
+		}
+	}
+	for (r = b->flight; r; r = next) {
+		next = r->next;
+		if (r->cl != cl)
+			continue;
+		tab_del_client(b, r);
+		r->cl = NULL;
+		n++;
+		if (b->up) {
+			char up[24];
+			msgpack_packer pk;
+			int k = snprintf(up, sizeof up, "b%llu", (unsigned long long)r->up);
+			b->sb.size = 0;
+			msg_pk_init(&pk, &b->sb);
+			msgpack_pack_map(&pk, 2);
+			msg_pk_str(&pk, "id");
+			msg_pk_strn(&pk, up, k);
+			msg_pk_str(&pk, "cancel");
+			msgpack_pack_true(&pk);
+			io_send(b->up, b->sb.data, b->sb.size);
+		}
+	}
+	b->st.gone += n;
+	if (why && n)
+		warn_x("%s: %s: %u request%s cancelled", io_conn_name(c), why, n, n == 1 ? "" : "s");
+	if (cl->prev)
+		cl->prev->next = cl->next;
+	else
+		b->clients = cl->next;
+	if (cl->next)
+		cl->next->prev = cl->prev;
+	free(cl);
+	io_conn_set_data(c, NULL);
+}
+
+/* ------------------------------------------------------------- the loop */
+
+/* Deadlines of queued requests, and slow consumers; returns the ms until
+ * the next thing that must happen (-1: nothing). */
+static int
+timers(batchd *b, double t)
+{
+	breq *r, *next;
+	client *cl;
+	double wake = -1;
+	char why[160];
+
+	for (r = b->qhead; r; r = next) {
+		next = r->next;
+		if (r->deadline > 0 && t >= r->deadline) {
+			snprintf(why, sizeof why, "the deadline passed after %.0f ms in the queue",
+				 (t - r->t_arrived) * 1000);
+			b->st.rejections[ST_REJ_TIMEOUT]++;
+			end_req(b, r, "timeout", why);
+		} else if (r->deadline > 0 && (wake < 0 || r->deadline < wake))
+			wake = r->deadline;
+	}
+	for (cl = b->clients; cl; cl = cl->next) {
+		double stall;
+		if (!cl->live || b->write_timeout <= 0 || io_conn_queued(cl->conn) <= b->write_buffer)
+			continue;
+		stall = io_conn_backlog(cl->conn);
+		if (stall < b->write_timeout) {
+			double at = t + (b->write_timeout - (stall < 0 ? 0 : stall));
+			if (wake < 0 || at < wake)
+				wake = at;
+			continue;
+		}
+		warn_x("%s: slow consumer: %zu bytes of answers unread for %.0f s (--write-timeout)",
+		       io_conn_name(cl->conn), io_conn_queued(cl->conn), stall);
+		for (r = b->qhead; r; r = next) {
+			next = r->next;
+			if (r->cl == cl)
+				end_req(b, r, "slow_consumer", "the client left its answers unread past --write-timeout");
+		}
+		for (r = b->flight; r; r = next) {
+			next = r->next;
+			if (r->cl == cl)
+				end_req(b, r, "slow_consumer", "the client left its answers unread past --write-timeout");
+		}
+	}
+	if (b->policy == P_DYNAMIC && b->qhead && b->up && b->nflight < b->max_inflight) {
+		double oldest = t;
+		for (r = b->qhead; r; r = r->next)
+			if (r->t_arrived < oldest)
+				oldest = r->t_arrived;
+		if (wake < 0 || oldest + b->max_wait < wake)
+			wake = oldest + b->max_wait;
+	}
+	if (!b->up && (wake < 0 || b->up_retry_at < wake))
+		wake = b->up_retry_at;
+	if (b->draining && (wake < 0 || b->drain_deadline < wake))
+		wake = b->drain_deadline;
+	if (wake < 0)
+		return -1;
+	wake = (wake - t) * 1000 + 1;
+	return wake < 0 ? 0 : wake > 60000 ? 60000 : (int)wake;
+}
+
+static int stop_signal;
+
+static void
+on_signal(io_loop *l, int fd, short revents, void *ud)
+{
+	batchd *b = ud;
+	struct signalfd_siginfo si;
+
+	(void)l;
+	(void)revents;
+	if (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
+		if (b->draining)
+			exit(EXIT_SYS);    /* a second signal: give up at once */
+		stop_signal = 1;
+	}
+}
+
+static double
+parse_num(const char *s, double lo, double hi)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= lo) || v > hi)
+		die_usage(USAGE);
+	return v;
+}
+
+static uint64_t
+parse_bytes(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || !(v > 0))
+		die_usage(USAGE);
+	switch (*end) {
+	case 0: break;
+	case 'k': case 'K': v *= 1024; end++; break;
+	case 'm': case 'M': v *= 1024 * 1024; end++; break;
+	case 'g': case 'G': v *= 1024.0 * 1024 * 1024; end++; break;
+	default: die_usage(USAGE);
+	}
+	if (*end || v > 1e15)
+		die_usage(USAGE);
+	return (uint64_t)v;
+}
+
+int
+batchd_main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "policy", required_argument, 0, 'P' },
+		{ "max-batch", required_argument, 0, 'B' },
+		{ "max-wait-ms", required_argument, 0, 'W' },
+		{ "max-inflight", required_argument, 0, 'I' },
+		{ "max-queue", required_argument, 0, 'Q' },
+		{ "max-queued-tokens", required_argument, 0, 'T' },
+		{ "max-queue-bytes", required_argument, 0, 'Y' },
+		{ "timeout", required_argument, 0, 'O' },
+		{ "rate", required_argument, 0, 'R' },
+		{ "burst", required_argument, 0, 'U' },
+		{ "drain-timeout", required_argument, 0, 'D' },
+		{ "max-connections", required_argument, 0, 'C' },
+		{ "backlog", required_argument, 0, 'K' },
+		{ "write-buffer", required_argument, 0, 'w' },
+		{ "write-timeout", required_argument, 0, 'x' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	io_handler h = { on_open, on_msg, on_bad, on_close, on_eof, on_broken };
+	io_limits lim = { 16384, 30000, (size_t)64 << 20, 0 };
+	batchd bd, *b = &bd;
+	const char **listen = xcalloc(argc + 1, sizeof *listen);
+	int nlisten = 0, ready_fd = -1, c, sfd, i;
+	char err[512];
+	sigset_t ss;
+	struct rlimit rl;
+
+	memset(b, 0, sizeof *b);
+	die_init(argv[0]);
+	stats_init(&b->st, die_prog);
+	b->io = (io_opts)IO_OPTS_DEFAULT;
+	b->policy = P_CONTINUOUS;
+	b->max_batch = 16;
+	b->max_wait = 0.010;
+	b->max_inflight = 64;    /* until the engine says how many it runs */
+	b->max_queue = 1024;
+	b->max_queued_tokens = 1 << 20;
+	b->max_queue_bytes = (uint64_t)256 << 20;
+	b->drain_timeout = 30;
+	b->write_buffer = (size_t)1 << 20;
+	b->write_timeout = 30;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "l:u:m:d:qh", lo, 0)) != -1) {
+		switch (c) {
+		case 'l': listen[nlisten++] = optarg; break;
+		case 'u': b->up_ep = optarg; break;
+		case 'm': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 8);
+			if (*end || v > 07777)
+				die_usage(USAGE);
+			b->io.mode = (mode_t)v;
+			break;
+		}
+		case 'd': ready_fd = (int)parse_num(optarg, 0, 1 << 20); break;
+		case 'q': b->quiet = 1; break;
+		case 'P':
+			if (!strcmp(optarg, "continuous")) b->policy = P_CONTINUOUS;
+			else if (!strcmp(optarg, "dynamic")) b->policy = P_DYNAMIC;
+			else if (!strcmp(optarg, "static")) b->policy = P_STATIC;
+			else die_x(EXIT_USAGE, "--policy %s: one of continuous, dynamic, static", optarg);
+			break;
+		case 'B': b->max_batch = (uint32_t)parse_num(optarg, 1, 65536); break;
+		case 'W': b->max_wait = parse_num(optarg, 0, 3600000) / 1000; break;
+		case 'I': b->max_inflight = (uint32_t)parse_num(optarg, 1, 65536); b->inflight_set = 1; break;
+		case 'Q': b->max_queue = (uint32_t)parse_num(optarg, 1, 1 << 24); break;
+		case 'T': b->max_queued_tokens = (uint64_t)parse_num(optarg, 0, 1e12); break;
+		case 'Y': b->max_queue_bytes = parse_bytes(optarg); break;
+		case 'O': b->timeout = parse_num(optarg, 0, 86400); break;
+		case 'R': b->rate = parse_num(optarg, 0, 1e9); break;
+		case 'U': b->burst = parse_num(optarg, 1, 1e9); break;
+		case 'D': b->drain_timeout = parse_num(optarg, 0, 86400); break;
+		case 'C': lim.max_conns = (size_t)parse_num(optarg, 1, 1 << 20); break;
+		case 'K': b->io.backlog = (int)parse_num(optarg, 1, 65535); break;
+		case 'w': b->write_buffer = parse_bytes(optarg); break;
+		case 'x': b->write_timeout = parse_num(optarg, 0, 86400); break;
+		case 'h':
+			printf("usage: %s\n", USAGE);
+			return 0;
+		default: die_usage(USAGE);
+		}
+	}
+	if (optind != argc || !b->up_ep)
+		die_usage(USAGE);
+	if (b->burst == 0)
+		b->burst = b->rate > 1 ? b->rate : 1;
+	{
+		io_addr a = IO_ADDR_ZERO;
+		if (io_addr_parse(b->up_ep, &a, err, sizeof err) < 0)
+			die_x(EXIT_USAGE, "-u %s: %s", b->up_ep, err);
+		if (a.kind != IO_UNIX && a.kind != IO_TCP)
+			die_x(EXIT_USAGE, "-u %s: the engine is reached on unix: or tcp:", b->up_ep);
+		io_addr_free(&a);
+	}
+	/* many idle clients: as many descriptors as the system lets us have */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGTERM);
+	sigaddset(&ss, SIGINT);
+	sigprocmask(SIG_BLOCK, &ss, 0);
+	signal(SIGPIPE, SIG_IGN);
+
+	b->ctn = b->utn = 1024;
+	b->ct = xcalloc(b->ctn, sizeof *b->ct);
+	b->ut = xcalloc(b->utn, sizeof *b->ut);
+	msgpack_sbuffer_init(&b->sb);
+	b->loop = io_loop_new(&h, b);
+	lim.high_water = b->write_buffer;
+	io_loop_set_limits(b->loop, &lim);
+	sfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0)
+		die_sys("unable to create a signalfd");
+	io_loop_watch(b->loop, sfd, POLLIN, on_signal, b);
+	if (nlisten == 0 && !io_loop_listen_inherited(b->loop, &b->io))
+		listen[nlisten++] = "-";
+	for (i = 0; i < nlisten; i++)
+		if (io_loop_listen(b->loop, listen[i], &b->io, err, sizeof err) < 0)
+			die_x(EXIT_SYS, "%s", err);
+	dial(b);
+	if (ready_fd >= 0)
+		io_ready(ready_fd);
+
+	for (;;) {
+		double t = now();
+		int timeout;
+
+		if (stop_signal && !b->draining) {
+			b->draining = 1;
+			b->drain_deadline = t + b->drain_timeout;
+			io_loop_unlisten(b->loop);
+			if (!b->quiet)
+				warn_x("draining: %u queued, %u at the engine; %.0f s at most (--drain-timeout)",
+				       b->nqueued, b->nflight, b->drain_timeout);
+		}
+		if (b->draining && t >= b->drain_deadline) {
+			breq *r, *next;
+			for (r = b->qhead; r; r = next) {
+				next = r->next;
+				end_req(b, r, "draining", "batchd shut down before this request ran (--drain-timeout)");
+			}
+			for (r = b->flight; r; r = next) {
+				next = r->next;
+				end_req(b, r, "draining", "batchd shut down before this request ended (--drain-timeout)");
+			}
+		}
+		if (b->draining && !b->qhead && !b->flight)
+			break;
+		/* stdin as the only client: done when it is done */
+		if (nlisten == 1 && !strcmp(listen[0], "-") && !b->clients && !b->qhead && !b->flight)
+			break;
+		if (!b->up && t >= b->up_retry_at)
+			dial(b);
+		release(b, t);
+		timeout = timers(b, t);
+		if (io_loop_run_once(b->loop, timeout) < 0)
+			die_sys("unable to poll");
+		release(b, now());
+	}
+	if (!b->quiet)
+		fprintf(stderr, "%s: %llu requests admitted, %llu refused (%llu overloaded, %llu rate limited, "
+			"%llu draining, %llu timed out in the queue), %llu cancelled as their client went away\n",
+			die_prog, (unsigned long long)b->st.requests,
+			(unsigned long long)(b->st.rejections[ST_REJ_OVERLOADED] + b->st.rejections[ST_REJ_RATE_LIMITED]
+					     + b->st.rejections[ST_REJ_DRAINING]),
+			(unsigned long long)b->st.rejections[ST_REJ_OVERLOADED],
+			(unsigned long long)b->st.rejections[ST_REJ_RATE_LIMITED],
+			(unsigned long long)b->st.rejections[ST_REJ_DRAINING],
+			(unsigned long long)b->st.rejections[ST_REJ_TIMEOUT], (unsigned long long)b->st.gone);
+	io_loop_free(b->loop);
+	msgpack_sbuffer_destroy(&b->sb);
+	free(b->ct);
+	free(b->ut);
+	free(listen);
+	close(sfd);
+	return 0;
+}

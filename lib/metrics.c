@@ -71,7 +71,7 @@ typedef struct figs {
 	double g[G_N];
 	uint64_t c[C_N];
 	lblset l[L_N];
-	int have_hist;
+	unsigned have_h;           /* bit k: histogram k is known (events: all) */
 	hist h[HIST_N];
 } figs;
 
@@ -575,12 +575,14 @@ stats_read(const msgpack_object *st, figs *f, const char *ep)
 				lbl_add(&f->l[maps[i].l], s, n, u);
 		}
 	}
+	/* the histograms it keeps: those it names (an empty map says none) */
 	o = obj_get(st, "histograms");
-	if (o) {
-		if (hist_unpack(o, f->h) == 0)
-			f->have_hist = 1;
-		else
-			info_x("%s: its histograms are not in the stats format; left out", ep);
+	if (o && hist_unpack(o, f->h) == 0) {
+		for (i = 0; i < HIST_N; i++)
+			if (obj_get(o, hist_name((hist_kind)i)))
+				f->have_h |= 1u << i;
+	} else if (o) {
+		info_x("%s: its histograms are not in the stats format; left out", ep);
 	}
 }
 
@@ -826,7 +828,7 @@ put_series(sbuf *b, const struct family *fa, const figs *f, const upstream *u)
 		}
 		break;
 	case F_HIST:
-		if (u && !f->have_hist)
+		if (u && !(f->have_h & (1u << fa->idx)))
 			break;
 		h = &f->h[fa->idx];
 		nb = hist_bounds((hist_kind)fa->idx, &le);

@@ -151,6 +151,28 @@ stats_pack(msgpack_packer *pk, const msg *m, const stats *s, const stats_now *no
 	pack_counts(pk, "finished", fin_names, s->finished, ST_FIN_N);
 	pack_counts(pk, "errors", err_names, s->errors, ST_ERR_N);
 	pack_counts(pk, "rejections", rej_names, s->rejections, ST_REJ_N);
-	msg_pk_str(pk, "histograms");   /* filled once lib/hist is in */
-	msgpack_pack_map(pk, 0);
+	msg_pk_str(pk, "histograms");   /* empty: it keeps none */
+	if (s->timed)
+		hist_pack(pk, s->h);
+	else
+		msgpack_pack_map(pk, 0);
+}
+
+static void
+span(stats *s, hist_kind k, double from, double to)
+{
+	if (from > 0 && to > 0 && to >= from)
+		hist_observe(&s->h[k], k, to - from);
+}
+
+void
+stats_latency(stats *s, double arrived, double scheduled, double first_token, double done)
+{
+	s->timed = 1;
+	span(s, HIST_TTFT, arrived, first_token);
+	span(s, HIST_E2E, arrived, done);
+	span(s, HIST_QUEUE, arrived, scheduled);
+	span(s, HIST_INFERENCE, scheduled, done);
+	span(s, HIST_PREFILL, scheduled, first_token);
+	span(s, HIST_DECODE, first_token, done);
 }

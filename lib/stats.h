@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hist.h"
 #include "msg.h"
 
 /* finish reasons, error codes and admission rejections, in these orders */
@@ -30,8 +31,10 @@ typedef struct stats {
 	uint64_t finished[ST_FIN_N];
 	uint64_t errors[ST_ERR_N];
 	uint64_t rejections[ST_REJ_N];
+	int timed;                  /* it observes the latency histograms below (the engine) */
+	hist h[HIST_N];             /* latencies, vLLM's buckets (lib/hist) */
 } stats;
-#define STATS_ZERO {0, 0, 0, 0, 0, 0, 0, 0, 0, {0}, {0}, {0}}
+#define STATS_ZERO {0, 0, 0, 0, 0, 0, 0, 0, 0, {0}, {0}, {0}, 0, {HIST_ZERO}}
 
 /* What is true now, read by the daemon when it answers; -1: it has no such thing. */
 typedef struct stats_now {
@@ -48,6 +51,10 @@ void stats_error(stats *s, const char *code);
 /* a request was refused before any work (reason: overloaded, rate_limited,
  * draining, timeout); counted as an error of the same code too */
 void stats_reject(stats *s, const char *reason);
+
+/* a request ended: its latencies from its timestamps (wall-clock seconds,
+ * 0 for one it never reached) into the histograms, and timed set */
+void stats_latency(stats *s, double arrived, double scheduled, double first_token, double done);
 
 /* 1: m is the stats query; -1: m has an "op" that is not known (err says
  * so); 0: m is no query (a request or an event). */

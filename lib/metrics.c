@@ -231,7 +231,7 @@ percentile(const double *v, size_t n, double p)
 /* ------------------------------------------------------------- ITL: streamed ids in progress */
 
 typedef struct itl_ent {
-	const void *conn;
+	uint64_t stream;           /* the connection's serial number */
 	uint64_t hash;
 	size_t idlen;
 	char id[ITL_IDMAX];        /* its first bytes */
@@ -242,7 +242,18 @@ typedef struct itl_ent {
 
 /* ------------------------------------------------------------- state */
 
+enum { CONN_EVENTS = 1, CONN_UPSTREAM };
+
+/* io_conn data of an event stream */
+typedef struct evconn {
+	int kind;                  /* CONN_EVENTS */
+	int stream;                /* a -i stream (stdin, fd:N), not one accepted */
+	uint64_t serial;           /* never reused: keys its ids in the ITL table */
+	struct evconn *next, *prev;   /* all of them, freed at the end if still open */
+} evconn;
+
 typedef struct upstream {
+	int kind;                  /* CONN_UPSTREAM (it is its io_conn's data) */
 	char *ep;
 	io_conn *conn;             /* NULL while down */
 	int up;                    /* its last answer was stats */
@@ -265,6 +276,9 @@ struct metrics {
 	int streams_open;          /* stdin and fd:N streams not yet ended */
 	int streams_total;
 	int setting_up;            /* on_open: a stream of -i */
+	int dialing;               /* on_open: a daemon's connection */
+	uint64_t serial;           /* of the latest event stream */
+	evconn *evconns;
 	int bad_stdin;             /* stdin was cut or broken */
 	int summary_done;
 	int out_fd;                /* stdout, kept for the summary (io gives fd 1 away at stdin's end) */
@@ -287,24 +301,23 @@ struct metrics {
 	msgpack_sbuffer sb;
 };
 
-static const char stream_mark;   /* io_conn data of a -i stream (stdin, fd:N) */
-
 /* ------------------------------------------------------------- ITL table */
 
 static uint64_t
-itl_key(const void *conn, const char *id, size_t n)
+itl_key(uint64_t stream, const char *id, size_t n)
 {
-	return msg_hash_id(id, n) ^ ((uint64_t)(uintptr_t)conn * 0x9e3779b97f4a7c15ULL);
+	return msg_hash_id(id, n) ^ (stream * 0x9e3779b97f4a7c15ULL);
 }
 
 static itl_ent **
-itl_slot(metrics *m, const void *conn, const char *id, size_t n, uint64_t h)
+itl_slot(metrics *m, uint64_t stream, const char *id, size_t n, uint64_t h)
 {
 	itl_ent **pp = &m->itab[h & (m->itabn - 1)];
 	size_t k = n < ITL_IDMAX ? n : ITL_IDMAX;
 
 	for (; *pp; pp = &(*pp)->hnext)
-		if ((*pp)->hash == h && (*pp)->conn == conn && (*pp)->idlen == n && !memcmp((*pp)->id, id, k))
+		if ((*pp)->hash == h && (*pp)->stream == stream && (*pp)->idlen == n &&
+		    !memcmp((*pp)->id, id, k))
 			break;
 	return pp;
 }
@@ -351,13 +364,14 @@ itl_remove(metrics *m, itl_ent *e)
 }
 
 /* An event of a streamed request came at t: the gap since its previous
- * one is an inter-token latency (the first event is its first token, not
- * an ITL). final: the request ends here. Returns the gap, or -1. */
+ * one with tokens is an inter-token latency (the first is its first token,
+ * not an ITL). final: the request ends here. Returns the gap, or -1.
+ * The ids of a stream that ended are not looked for: they age out. */
 static double
-itl_step(metrics *m, const void *conn, const char *id, size_t n, double t, int has_tokens, int final)
+itl_step(metrics *m, uint64_t stream, const char *id, size_t n, double t, int has_tokens, int final)
 {
-	uint64_t h = itl_key(conn, id, n);
-	itl_ent **pp = itl_slot(m, conn, id, n, h), *e = *pp;
+	uint64_t h = itl_key(stream, id, n);
+	itl_ent **pp = itl_slot(m, stream, id, n, h), *e = *pp;
 	double gap = -1;
 
 	if (e) {
@@ -365,18 +379,18 @@ itl_step(metrics *m, const void *conn, const char *id, size_t n, double t, int h
 			gap = t - e->last;
 		if (final) {
 			itl_remove(m, e);
-			return gap;
+		} else if (has_tokens) {
+			e->last = t;
+			itl_unlink_lru(m, e);
+			itl_push_lru(m, e);
 		}
-		e->last = t;
-		itl_unlink_lru(m, e);
-		itl_push_lru(m, e);
 		return gap;
 	}
 	if (final || !has_tokens)
 		return -1;
 	if (m->nitl == ITL_MAX) {
 		itl_remove(m, m->oldest);   /* bounded: the stalest goes */
-		pp = itl_slot(m, conn, id, n, h);
+		pp = itl_slot(m, stream, id, n, h);
 	}
 	if (m->free_ents) {
 		e = m->free_ents;
@@ -385,7 +399,7 @@ itl_step(metrics *m, const void *conn, const char *id, size_t n, double t, int h
 		e = xmalloc(sizeof *e);
 	}
 	memset(e, 0, sizeof *e);
-	e->conn = conn;
+	e->stream = stream;
 	e->hash = h;
 	e->idlen = n;
 	memcpy(e->id, id, n < ITL_IDMAX ? n : ITL_IDMAX);
@@ -395,18 +409,6 @@ itl_step(metrics *m, const void *conn, const char *id, size_t n, double t, int h
 	itl_push_lru(m, e);
 	m->nitl++;
 	return -1;
-}
-
-void
-metrics_stream_end(metrics *m, const void *conn)
-{
-	itl_ent *e, *next;
-
-	for (e = m->oldest; e; e = next) {
-		next = e->newer;
-		if (e->conn == conn)
-			itl_remove(m, e);
-	}
 }
 
 /* ------------------------------------------------------------- events */
@@ -421,7 +423,7 @@ observe(metrics *m, hist_kind k, double from, double to)
 }
 
 void
-metrics_event(metrics *m, const void *conn, const msg *ev, double now)
+metrics_event(metrics *m, uint64_t stream, const msg *ev, double now)
 {
 	const msgpack_object *tok = msg_get(ev, "tokens"), *usage, *t, *err;
 	const char *id = 0, *fin, *code;
@@ -443,7 +445,7 @@ metrics_event(metrics *m, const void *conn, const msg *ev, double now)
 	if (msg_str(ev, "finish", &fin, &flen) != 1) {
 		/* a streamed event: tokens as they come */
 		if (has_id) {
-			gap = itl_step(m, conn, id, idlen, now, has_tok, 0);
+			gap = itl_step(m, stream, id, idlen, now, has_tok, 0);
 			if (gap >= 0) {
 				hist_observe(&m->ev.h[HIST_ITL], HIST_ITL, gap);
 				samples_add(&m->s[S_ITL], gap, &m->rng);
@@ -456,8 +458,9 @@ metrics_event(metrics *m, const void *conn, const msg *ev, double now)
 	err = msg_get(ev, "error");
 	if (str_is(fin, flen, "error") && obj_str(obj_get(err, "code"), &code, &clen)) {
 		lbl_add(&m->ev.l[L_ERRORS], code, clen, 1);
+		/* refused before any work (timeout: batchd's deadline in its queue) */
 		if (str_is(code, clen, "overloaded") || str_is(code, clen, "rate_limited") ||
-		    str_is(code, clen, "draining"))
+		    str_is(code, clen, "draining") || str_is(code, clen, "timeout"))
 			lbl_add(&m->ev.l[L_REJECTIONS], code, clen, 1);
 		/* the answer to a second request with the id of one in flight:
 		 * that one goes on */
@@ -466,7 +469,7 @@ metrics_event(metrics *m, const void *conn, const msg *ev, double now)
 		lbl_add(&m->ev.l[L_ERRORS], "unknown", 7, 1);
 	}
 	if (has_id && !dup) {
-		gap = itl_step(m, conn, id, idlen, now, has_tok, 1);
+		gap = itl_step(m, stream, id, idlen, now, has_tok, 1);
 		if (gap >= 0) {
 			hist_observe(&m->ev.h[HIST_ITL], HIST_ITL, gap);
 			samples_add(&m->s[S_ITL], gap, &m->rng);
@@ -642,7 +645,9 @@ up_ask(metrics *m, upstream *u, double now)
 		u->next_dial = now + m->o.interval;
 		/* a TCP connect blocks until it is refused or made: fine for the
 		 * daemons of one host or rack, which answer at once either way */
+		m->dialing = 1;
 		u->conn = io_loop_dial(m->loop, u->ep, 0, err, sizeof err);
+		m->dialing = 0;
 		if (!u->conn) {
 			up_down(u, err, 1);
 			return;
@@ -945,31 +950,42 @@ static void
 on_open(io_loop *l, io_conn *c, void *ud)
 {
 	metrics *m = ud;
+	evconn *ec;
 
 	(void)l;
-	/* a -i stream (stdin, fd:N) is opened while setting up; a dialled
-	 * daemon's data is set by up_ask; an accepted stream's stays NULL */
-	io_conn_set_data(c, m->setting_up ? (void *)&stream_mark : NULL);
-	if (m->setting_up)
+	if (m->dialing)
+		return;   /* a daemon's: up_ask sets its data */
+	ec = xcalloc(1, sizeof *ec);
+	ec->kind = CONN_EVENTS;
+	ec->serial = ++m->serial;
+	ec->stream = m->setting_up;   /* stdin or fd:N, opened by metrics_input */
+	if (ec->stream)
 		m->streams_open++, m->streams_total++;
+	ec->next = m->evconns;
+	if (m->evconns)
+		m->evconns->prev = ec;
+	m->evconns = ec;
+	io_conn_set_data(c, ec);
 }
 
 static int
 is_upstream(const io_conn *c)
 {
-	void *d = io_conn_data(c);
+	const int *kind = io_conn_data(c);
 
-	return d && d != &stream_mark;
+	return kind && *kind == CONN_UPSTREAM;
 }
 
 static void
 on_msg(io_loop *l, io_conn *c, const msg *ms, void *ud)
 {
+	const evconn *ec = io_conn_data(c);
+
 	(void)l;
 	if (is_upstream(c))
 		up_answer(io_conn_data(c), ms);
-	else
-		metrics_event(ud, c, ms, mono());
+	else if (ec)
+		metrics_event(ud, ec->serial, ms, mono());
 }
 
 static void
@@ -1012,21 +1028,31 @@ static void
 on_close(io_loop *l, io_conn *c, const char *why, void *ud)
 {
 	metrics *m = ud;
-	void *d = io_conn_data(c);
+	evconn *ec = io_conn_data(c);
 
 	(void)l;
 	if (is_upstream(c)) {
-		upstream *u = d;
+		upstream *u = io_conn_data(c);
 
 		u->conn = NULL;
 		up_down(u, why ? why : "it closed the connection", 0);
 		return;
 	}
-	metrics_stream_end(m, c);
-	if (d == &stream_mark)
+	if (!ec)
+		return;
+	if (ec->stream) {
 		m->streams_open--;
-	if (why && d == &stream_mark)
-		warn_x("%s: %s", io_conn_name(c), why);
+		if (why)
+			warn_x("%s: %s", io_conn_name(c), why);
+	}
+	if (ec->prev)
+		ec->prev->next = ec->next;
+	else
+		m->evconns = ec->next;
+	if (ec->next)
+		ec->next->prev = ec->prev;
+	free(ec);
+	io_conn_set_data(c, NULL);
 }
 
 static void
@@ -1272,6 +1298,7 @@ metrics_upstream(metrics *m, const char *ep)
 	if (m->nups == MAX_UPSTREAMS)
 		die_x(EXIT_USAGE, "at most %d -u endpoints", MAX_UPSTREAMS);
 	u = xcalloc(1, sizeof *u);
+	u->kind = CONN_UPSTREAM;
 	u->ep = xstrdup(ep);
 	m->ups[m->nups++] = u;
 }
@@ -1331,7 +1358,12 @@ metrics_free(metrics *m)
 		MHD_stop_daemon(m->httpd);
 	if (m->http_fd >= 0)
 		close(m->http_fd);
-	io_loop_free(m->loop);
+	io_loop_free(m->loop);   /* closes without on_close: */
+	while (m->evconns) {
+		evconn *ec = m->evconns;
+		m->evconns = ec->next;
+		free(ec);
+	}
 	close(m->sfd);
 	for (i = 0; i < m->nups; i++) {
 		free(m->ups[i]->ep);

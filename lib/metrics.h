@@ -5,6 +5,7 @@
 #define SLUICE_METRICS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "msg.h"
@@ -38,11 +39,10 @@ int metrics_run(metrics *m);
 
 /* ---- the parts, for tests and other programs ---------------------------- */
 
-/* Counts one message of an event stream; conn tells the streams apart (ids
- * are unique per stream), mono is its arrival time (CLOCK_MONOTONIC s). */
-void metrics_event(metrics *m, const void *conn, const msg *ev, double mono);
-/* A stream ended: its ids in progress are forgotten. */
-void metrics_stream_end(metrics *m, const void *conn);
+/* Counts one message of an event stream. stream tells the streams apart
+ * (ids are unique per stream; a number never given to another stream), mono
+ * is its arrival time (CLOCK_MONOTONIC seconds). */
+void metrics_event(metrics *m, uint64_t stream, const msg *ev, double mono);
 /* The Prometheus text format 0.0.4, malloc'd (*len its length). */
 char *metrics_render(metrics *m, size_t *len);
 /* The summary table (-s). */

@@ -42,7 +42,7 @@ HISTS = {
     "request_decode_time_seconds": (REQ, "first_token", "done"),
     "request_inference_time_seconds": (REQ, "scheduled", "done"),
 }
-REJECT = ("overloaded", "rate_limited", "draining")
+REJECT = ("overloaded", "rate_limited", "draining", "timeout")
 
 
 def fail(what):

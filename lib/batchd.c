@@ -10,17 +10,15 @@
  * anything is sent again when the engine is back. */
 #include <errno.h>
 #include <getopt.h>
-#include <poll.h>
-#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "batchd.h"
+#include "daemon.h"
 #include "die.h"
 #include "io.h"
 #include "msg.h"
@@ -63,6 +61,8 @@ typedef struct breq {
 	int state;               /* R_QUEUED, R_FLIGHT */
 	int answered;            /* an event came back from the engine */
 	double t_arrived, t_released, deadline;
+	double t_first, t_last;  /* the first and the latest event with tokens */
+	io_timer dl;             /* its deadline, while it is queued */
 	struct breq *next, *prev;        /* the queue (ordered) or the in-flight list */
 	struct breq *cnext, *unext;      /* the id tables: by client id, by upstream id */
 } breq;
@@ -72,7 +72,10 @@ typedef struct batchd {
 	io_conn *up;             /* the engine; NULL while down */
 	const char *up_ep;
 	int dialing;             /* io_loop_dial is running: its on_open is the engine's */
-	double up_retry_at, up_backoff;
+	double up_backoff;
+	io_timer up_t;           /* the next try to reach the engine */
+	io_timer wait_t;         /* dynamic policy: the oldest request's --max-wait-ms */
+	io_timer slow_t;         /* once a second: clients that read nothing */
 	int up_warned;
 	io_opts io;
 	client *clients;
@@ -94,7 +97,7 @@ typedef struct batchd {
 	int quiet;
 	/* running */
 	int draining;
-	double drain_deadline;
+	int stdio;               /* standard input is the only client: done when it is */
 	stats st;
 	msgpack_sbuffer sb;
 } batchd;
@@ -277,6 +280,7 @@ req_free(batchd *b, breq *r)
 			io_shutdown(r->cl->conn);
 	}
 	unchain(&b->ut[(r->up * 0x9e3779b97f4a7c15ull >> 20) & (b->utn - 1)], r, 0);
+	io_timer_stop(b->loop, &r->dl);
 	b->nreq--;
 	b->held_bytes -= r->rawlen;
 	free(r->id);
@@ -402,6 +406,7 @@ send_up(batchd *b, breq *r, double t)
 		msgpack_pack_uint64(&pk, left < 1 ? 1 : (uint64_t)left);
 	}
 	dequeue(b, r);
+	io_timer_stop(b->loop, &r->dl);    /* the engine keeps the deadline now */
 	flight_add(b, r);
 	if (r->t_released == 0)
 		r->t_released = t;
@@ -453,6 +458,13 @@ release(batchd *b, double t)
 	}
 	while (n-- && b->qhead && b->up)
 		send_up(b, b->qhead, t);
+	if (b->policy == P_DYNAMIC && b->qhead && b->up && b->nflight < b->max_inflight) {
+		double oldest = t;
+		for (r = b->qhead; r; r = r->next)
+			if (r->t_arrived < oldest)
+				oldest = r->t_arrived;
+		io_timer_after(b->loop, &b->wait_t, oldest + b->max_wait - t);
+	}
 }
 
 /* The engine went away: what it had not answered at all goes back to the
@@ -481,7 +493,7 @@ upstream_lost(batchd *b, const char *why)
 	warn_x("lost the engine %s (%s): %u request%s to send again, %u ended upstream_lost",
 	       b->up_ep, why ? why : "it closed the connection", resent, resent == 1 ? "" : "s", lost);
 	b->up_backoff = 0.05;
-	b->up_retry_at = now() + b->up_backoff;
+	io_timer_after(b->loop, &b->up_t, b->up_backoff);
 }
 
 static void
@@ -510,7 +522,7 @@ dial(batchd *b)
 			warn_x("%s; trying again", err);
 		b->up_warned = 1;
 		b->up_backoff = b->up_backoff < 0.05 ? 0.05 : b->up_backoff * 2 > 2 ? 2 : b->up_backoff * 2;
-		b->up_retry_at = now() + b->up_backoff;
+		io_timer_after(b->loop, &b->up_t, b->up_backoff);
 		return;
 	}
 	if (b->up_warned && !b->quiet)
@@ -530,6 +542,7 @@ on_event(batchd *b, const msg *m)
 	unsigned long long up;
 	breq *r;
 	msgpack_packer pk;
+	const msgpack_object *tk;
 	int final;
 
 	if (msg_str(m, "op", &id, &idlen) == 1) {
@@ -555,6 +568,14 @@ on_event(batchd *b, const msg *m)
 		return;    /* a request already ended here (cancelled, timed out) */
 	final = msg_str(m, "finish", &fin, &finlen) == 1;
 	r->answered = 1;
+	if ((tk = msg_get(m, "tokens")) && tk->type == MSGPACK_OBJECT_ARRAY && tk->via.array.size) {
+		double t = now();
+		if (r->t_first == 0)
+			r->t_first = t;
+		else
+			hist_observe(&b->st.h[HIST_ITL], HIST_ITL, t - r->t_last);
+		r->t_last = t;
+	}
 	if (r->cl) {
 		b->sb.size = 0;
 		msg_pk_init(&pk, &b->sb);
@@ -568,6 +589,8 @@ on_event(batchd *b, const msg *m)
 		const msgpack_object *u = msg_get(m, "usage");
 		snprintf(reason, sizeof reason, "%.*s", (int)(finlen < 15 ? finlen : 15), fin);
 		stats_finish(&b->st, reason);
+		/* as the clients see it: queue time is the time in batchd's queue */
+		stats_times(&b->st, r->t_arrived, r->t_released, r->t_first, now());
 		if (!strcmp(reason, "error")) {
 			const msgpack_object *e = msg_get(m, "error");
 			if (e && e->type == MSGPACK_OBJECT_MAP)
@@ -595,6 +618,8 @@ on_event(batchd *b, const msg *m)
 }
 
 /* ------------------------------------------------------------- clients */
+
+static void on_deadline(io_loop *l, io_timer *t, void *ud);
 
 /* Prompt tokens of a request before tokenizing: counted when it has
  * tokens, else estimated at one token per 4 bytes of text (the queue
@@ -750,6 +775,12 @@ on_request(batchd *b, client *cl, const msg *m)
 		r->deadline = t + b->timeout;
 	tab_add(b, r);
 	enqueue(b, r);
+	r->dl = (io_timer)IO_TIMER_ZERO;
+	if (r->deadline > 0) {
+		r->dl.cb = on_deadline;
+		r->dl.ud = b;
+		io_timer_after(b->loop, &r->dl, r->deadline - t);
+	}
 	cl->live++;
 	b->st.requests++;
 	b->st.prompt_tokens += est;
@@ -890,37 +921,58 @@ on_close(io_loop *l, io_conn *c, const char *why, void *ud)
 
 /* ------------------------------------------------------------- the loop */
 
-/* Deadlines of queued requests, and slow consumers; returns the ms until
- * the next thing that must happen (-1: nothing). */
-static int
-timers(batchd *b, double t)
+/* A queued request's deadline passed: it never reaches the engine. */
+static void
+on_deadline(io_loop *l, io_timer *t, void *ud)
 {
-	breq *r, *next;
-	client *cl;
-	double wake = -1;
+	batchd *b = ud;
+	breq *r = (breq *)((char *)t - offsetof(breq, dl));
 	char why[160];
 
-	for (r = b->qhead; r; r = next) {
-		next = r->next;
-		if (r->deadline > 0 && t >= r->deadline) {
-			snprintf(why, sizeof why, "the deadline passed after %.0f ms in the queue",
-				 (t - r->t_arrived) * 1000);
-			b->st.rejections[ST_REJ_TIMEOUT]++;
-			end_req(b, r, "timeout", why);
-		} else if (r->deadline > 0 && (wake < 0 || r->deadline < wake))
-			wake = r->deadline;
-	}
+	(void)l;
+	if (r->state != R_QUEUED)
+		return;
+	snprintf(why, sizeof why, "the deadline passed after %.0f ms in the queue", (now() - r->t_arrived) * 1000);
+	b->st.rejections[ST_REJ_TIMEOUT]++;
+	end_req(b, r, "timeout", why);
+}
+
+static void
+on_wait(io_loop *l, io_timer *t, void *ud)
+{
+	(void)l;
+	(void)t;
+	release(ud, now());
+}
+
+static void
+on_up(io_loop *l, io_timer *t, void *ud)
+{
+	batchd *b = ud;
+
+	(void)l;
+	(void)t;
+	if (!b->up)
+		dial(b);
+	release(b, now());
+}
+
+/* Once a second: a client whose answers stay unread past --write-timeout
+ * has its requests ended (slow_consumer). */
+static void
+on_slow(io_loop *l, io_timer *t, void *ud)
+{
+	batchd *b = ud;
+	client *cl;
+	breq *r, *next;
+
 	for (cl = b->clients; cl; cl = cl->next) {
 		double stall;
-		if (!cl->live || b->write_timeout <= 0 || io_conn_queued(cl->conn) <= b->write_buffer)
+		if (!cl->live || io_conn_queued(cl->conn) <= b->write_buffer)
 			continue;
 		stall = io_conn_backlog(cl->conn);
-		if (stall < b->write_timeout) {
-			double at = t + (b->write_timeout - (stall < 0 ? 0 : stall));
-			if (wake < 0 || at < wake)
-				wake = at;
+		if (stall < b->write_timeout)
 			continue;
-		}
 		warn_x("%s: slow consumer: %zu bytes of answers unread for %.0f s (--write-timeout)",
 		       io_conn_name(cl->conn), io_conn_queued(cl->conn), stall);
 		for (r = b->qhead; r; r = next) {
@@ -934,39 +986,55 @@ timers(batchd *b, double t)
 				end_req(b, r, "slow_consumer", "the client left its answers unread past --write-timeout");
 		}
 	}
-	if (b->policy == P_DYNAMIC && b->qhead && b->up && b->nflight < b->max_inflight) {
-		double oldest = t;
-		for (r = b->qhead; r; r = r->next)
-			if (r->t_arrived < oldest)
-				oldest = r->t_arrived;
-		if (wake < 0 || oldest + b->max_wait < wake)
-			wake = oldest + b->max_wait;
-	}
-	if (!b->up && (wake < 0 || b->up_retry_at < wake))
-		wake = b->up_retry_at;
-	if (b->draining && (wake < 0 || b->drain_deadline < wake))
-		wake = b->drain_deadline;
-	if (wake < 0)
-		return -1;
-	wake = (wake - t) * 1000 + 1;
-	return wake < 0 ? 0 : wake > 60000 ? 60000 : (int)wake;
+	io_timer_after(l, t, 1);
 }
 
-static int stop_signal;
+/* ------------------------------------------------------------- daemon */
 
 static void
-on_signal(io_loop *l, int fd, short revents, void *ud)
+on_drain(void *ud)
 {
 	batchd *b = ud;
-	struct signalfd_siginfo si;
 
-	(void)l;
-	(void)revents;
-	if (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
-		if (b->draining)
-			exit(EXIT_SYS);    /* a second signal: give up at once */
-		stop_signal = 1;
+	b->draining = 1;
+	io_loop_unlisten(b->loop);
+	if (!b->quiet)
+		warn_x("draining: %u queued, %u at the engine; %.0f s at most (--drain-timeout)",
+		       b->nqueued, b->nflight, b->drain_timeout);
+	release(b, now());
+}
+
+static void
+on_abandon(void *ud)
+{
+	batchd *b = ud;
+	breq *r, *next;
+
+	for (r = b->qhead; r; r = next) {
+		next = r->next;
+		end_req(b, r, "draining", "batchd shut down before this request ran (--drain-timeout)");
 	}
+	for (r = b->flight; r; r = next) {
+		next = r->next;
+		end_req(b, r, "draining", "batchd shut down before this request ended (--drain-timeout)");
+	}
+}
+
+static int
+is_done(void *ud)
+{
+	batchd *b = ud;
+
+	if (b->qhead || b->flight)
+		return 0;
+	return b->draining || (b->stdio && !b->clients);
+}
+
+static int
+on_turn(void *ud)
+{
+	release(ud, now());
+	return 0;
 }
 
 static double
@@ -1024,19 +1092,18 @@ batchd_main(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
+	static const daemon_ops ops = { on_drain, on_abandon, is_done, on_turn };
 	io_handler h = { on_open, on_msg, on_bad, on_close, on_eof, on_broken };
 	io_limits lim = { 16384, 30000, (size_t)64 << 20, 0 };
+	daemon_cfg cfg = DAEMON_CFG_ZERO;
 	batchd bd, *b = &bd;
-	const char **listen = xcalloc(argc + 1, sizeof *listen);
-	int nlisten = 0, ready_fd = -1, c, sfd, i;
+	int c;
 	char err[512];
-	sigset_t ss;
-	struct rlimit rl;
 
 	memset(b, 0, sizeof *b);
 	die_init(argv[0]);
 	stats_init(&b->st, die_prog);
-	b->io = (io_opts)IO_OPTS_DEFAULT;
+	cfg.listen = xcalloc(argc + 1, sizeof *cfg.listen);
 	b->policy = P_CONTINUOUS;
 	b->max_batch = 16;
 	b->max_wait = 0.010;
@@ -1050,17 +1117,17 @@ batchd_main(int argc, char **argv)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "l:u:m:d:qh", lo, 0)) != -1) {
 		switch (c) {
-		case 'l': listen[nlisten++] = optarg; break;
+		case 'l': cfg.listen[cfg.nlisten++] = optarg; break;
 		case 'u': b->up_ep = optarg; break;
 		case 'm': {
 			char *end;
 			unsigned long v = strtoul(optarg, &end, 8);
 			if (*end || v > 07777)
 				die_usage(USAGE);
-			b->io.mode = (mode_t)v;
+			cfg.io.mode = (mode_t)v;
 			break;
 		}
-		case 'd': ready_fd = (int)parse_num(optarg, 0, 1 << 20); break;
+		case 'd': cfg.ready_fd = (int)parse_num(optarg, 0, 1 << 20); break;
 		case 'q': b->quiet = 1; break;
 		case 'P':
 			if (!strcmp(optarg, "continuous")) b->policy = P_CONTINUOUS;
@@ -1079,7 +1146,7 @@ batchd_main(int argc, char **argv)
 		case 'U': b->burst = parse_num(optarg, 1, 1e9); break;
 		case 'D': b->drain_timeout = parse_num(optarg, 0, 86400); break;
 		case 'C': lim.max_conns = (size_t)parse_num(optarg, 1, 1 << 20); break;
-		case 'K': b->io.backlog = (int)parse_num(optarg, 1, 65535); break;
+		case 'K': cfg.io.backlog = (int)parse_num(optarg, 1, 65535); break;
 		case 'w': b->write_buffer = parse_bytes(optarg); break;
 		case 'x': b->write_timeout = parse_num(optarg, 0, 86400); break;
 		case 'h':
@@ -1100,17 +1167,9 @@ batchd_main(int argc, char **argv)
 			die_x(EXIT_USAGE, "-u %s: the engine is reached on unix: or tcp:", b->up_ep);
 		io_addr_free(&a);
 	}
-	/* many idle clients: as many descriptors as the system lets us have */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-	sigemptyset(&ss);
-	sigaddset(&ss, SIGTERM);
-	sigaddset(&ss, SIGINT);
-	sigprocmask(SIG_BLOCK, &ss, 0);
-	signal(SIGPIPE, SIG_IGN);
-
+	cfg.drain_timeout = b->drain_timeout;
+	b->io = cfg.io;
+	daemon_init();
 	b->ctn = b->utn = 1024;
 	b->ct = xcalloc(b->ctn, sizeof *b->ct);
 	b->ut = xcalloc(b->utn, sizeof *b->ut);
@@ -1118,55 +1177,16 @@ batchd_main(int argc, char **argv)
 	b->loop = io_loop_new(&h, b);
 	lim.high_water = b->write_buffer;
 	io_loop_set_limits(b->loop, &lim);
-	sfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0)
-		die_sys("unable to create a signalfd");
-	io_loop_watch(b->loop, sfd, POLLIN, on_signal, b);
-	if (nlisten == 0 && !io_loop_listen_inherited(b->loop, &b->io))
-		listen[nlisten++] = "-";
-	for (i = 0; i < nlisten; i++)
-		if (io_loop_listen(b->loop, listen[i], &b->io, err, sizeof err) < 0)
-			die_x(EXIT_SYS, "%s", err);
+	b->up_t = b->wait_t = b->slow_t = (io_timer)IO_TIMER_ZERO;
+	b->up_t.cb = on_up;
+	b->wait_t.cb = on_wait;
+	b->slow_t.cb = on_slow;
+	b->up_t.ud = b->wait_t.ud = b->slow_t.ud = b;
+	if (b->write_timeout > 0)
+		io_timer_after(b->loop, &b->slow_t, 1);
+	b->stdio = daemon_listen(b->loop, &cfg) && cfg.nlisten <= 1;
 	dial(b);
-	if (ready_fd >= 0)
-		io_ready(ready_fd);
-
-	for (;;) {
-		double t = now();
-		int timeout;
-
-		if (stop_signal && !b->draining) {
-			b->draining = 1;
-			b->drain_deadline = t + b->drain_timeout;
-			io_loop_unlisten(b->loop);
-			if (!b->quiet)
-				warn_x("draining: %u queued, %u at the engine; %.0f s at most (--drain-timeout)",
-				       b->nqueued, b->nflight, b->drain_timeout);
-		}
-		if (b->draining && t >= b->drain_deadline) {
-			breq *r, *next;
-			for (r = b->qhead; r; r = next) {
-				next = r->next;
-				end_req(b, r, "draining", "batchd shut down before this request ran (--drain-timeout)");
-			}
-			for (r = b->flight; r; r = next) {
-				next = r->next;
-				end_req(b, r, "draining", "batchd shut down before this request ended (--drain-timeout)");
-			}
-		}
-		if (b->draining && !b->qhead && !b->flight)
-			break;
-		/* stdin as the only client: done when it is done */
-		if (nlisten == 1 && !strcmp(listen[0], "-") && !b->clients && !b->qhead && !b->flight)
-			break;
-		if (!b->up && t >= b->up_retry_at)
-			dial(b);
-		release(b, t);
-		timeout = timers(b, t);
-		if (io_loop_run_once(b->loop, timeout) < 0)
-			die_sys("unable to poll");
-		release(b, now());
-	}
+	daemon_run(b->loop, &cfg, &ops, b);
 	if (!b->quiet)
 		fprintf(stderr, "%s: %llu requests admitted, %llu refused (%llu overloaded, %llu rate limited, "
 			"%llu draining, %llu timed out in the queue), %llu cancelled as their client went away\n",
@@ -1177,11 +1197,13 @@ batchd_main(int argc, char **argv)
 			(unsigned long long)b->st.rejections[ST_REJ_RATE_LIMITED],
 			(unsigned long long)b->st.rejections[ST_REJ_DRAINING],
 			(unsigned long long)b->st.rejections[ST_REJ_TIMEOUT], (unsigned long long)b->st.gone);
+	io_timer_stop(b->loop, &b->slow_t);
+	io_timer_stop(b->loop, &b->up_t);
+	io_timer_stop(b->loop, &b->wait_t);
 	io_loop_free(b->loop);
 	msgpack_sbuffer_destroy(&b->sb);
 	free(b->ct);
 	free(b->ut);
-	free(listen);
-	close(sfd);
+	free(cfg.listen);
 	return 0;
 }

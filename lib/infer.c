@@ -74,7 +74,7 @@ typedef struct req {
 	size_t text_emitted;
 	uint32_t n_prompt;
 	double t_arrived, t_sched, t_first, t_done, deadline;
-	double t_last;           /* when its latest token was sampled (inter-token latency) */
+	double t_last;           /* the last token's time, for inter-token latency */
 } req;
 
 typedef struct engine {
@@ -411,7 +411,7 @@ finish(engine *e, req *r, const char *why, uint32_t upto)
 	r->t_done = now();
 	e->served++;
 	stats_finish(&e->st, why);
-	stats_latency(&e->st, r->t_arrived, r->t_sched, r->t_first, r->t_done);
+	stats_times(&e->st, r->t_arrived, r->t_sched, r->t_first, r->t_done);
 	if (r->seq)
 		e->st.preemptions += (uint64_t)r->seq->preempted;
 	if (upto < r->n_emitted)
@@ -770,7 +770,7 @@ advance(engine *e, req *r, float *logits, double t)
 	tokn = so.token;
 	if (r->t_first == 0)
 		r->t_first = t;
-	else   /* vLLM's ITL: between two tokens of one sequence, per token */
+	else
 		hist_observe(&e->st.h[HIST_ITL], HIST_ITL, t - r->t_last);
 	r->t_last = t;
 	e->st.generation_tokens++;

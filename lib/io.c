@@ -78,6 +78,7 @@ typedef struct io_listener {
 	ino_t ino;
 	int tcp;               /* accepted connections get TCP_NODELAY */
 	const msg_limits *lim; /* the owner's, for its connections */
+	int dead;              /* unlistened inside a callback: freed once the round is over */
 } io_listener;
 
 typedef struct io_watch {
@@ -138,6 +139,8 @@ struct io_loop {
 	int have_stdio;
 	io_limits lim;
 	size_t partial_total;  /* unfinished input held across connections */
+	io_timer **th;         /* timers, a binary min-heap on at */
+	size_t nth, cth;
 	double refused_at;     /* the last --max-connections warning (one a second) */
 };
 
@@ -493,15 +496,24 @@ io_loop_new(const io_handler *h, void *ud)
 	return l;
 }
 
+/* Removes the unix socket file we bound (if it is still ours) and stops listening. */
 static void
-listener_free(io_listener *ls)
+listener_forget_file(io_listener *ls)
 {
 	struct stat st;
 
 	if (ls->path && stat(ls->path, &st) == 0 && st.st_dev == ls->dev && st.st_ino == ls->ino)
 		unlink(ls->path);
-	close(ls->fd);
 	free(ls->path);
+	ls->path = NULL;
+	shutdown(ls->fd, SHUT_RDWR);
+}
+
+static void
+listener_free(io_listener *ls)
+{
+	listener_forget_file(ls);
+	close(ls->fd);
 	free(ls->name);
 	free(ls);
 }
@@ -528,6 +540,9 @@ io_loop_free(io_loop *l)
 		listener_free(l->ls[i]);
 	for (i = 0; i < l->nws; i++)
 		free(l->ws[i]);
+	for (i = 0; i < l->nth; i++)
+		l->th[i]->idx = (size_t)-1;
+	free(l->th);
 	free(l->ls);
 	free(l->cs);
 	free(l->ws);
@@ -542,9 +557,130 @@ io_loop_unlisten(io_loop *l)
 {
 	size_t i;
 
-	for (i = 0; i < l->nls; i++)
+	for (i = 0; i < l->nls; i++) {
+		if (l->running) {
+			/* this round's poll may still point at it: close now, free after */
+			if (!l->ls[i]->dead) {
+				listener_forget_file(l->ls[i]);
+				l->ls[i]->dead = 1;
+			}
+			continue;
+		}
 		listener_free(l->ls[i]);
-	l->nls = 0;
+	}
+	if (!l->running)
+		l->nls = 0;
+}
+
+/* ---- timers: a binary heap; each timer knows its index ------------------- */
+
+double
+io_now(void)
+{
+	return mono();
+}
+
+int
+io_timer_is_set(const io_timer *t)
+{
+	return t->idx != (size_t)-1;
+}
+
+static void
+th_swap(io_loop *l, size_t a, size_t b)
+{
+	io_timer *x = l->th[a];
+
+	l->th[a] = l->th[b];
+	l->th[b] = x;
+	l->th[a]->idx = a;
+	l->th[b]->idx = b;
+}
+
+static void
+th_up(io_loop *l, size_t i)
+{
+	while (i > 0 && l->th[(i - 1) / 2]->at > l->th[i]->at) {
+		th_swap(l, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void
+th_down(io_loop *l, size_t i)
+{
+	for (;;) {
+		size_t m = i, c = 2 * i + 1;
+		if (c < l->nth && l->th[c]->at < l->th[m]->at)
+			m = c;
+		if (c + 1 < l->nth && l->th[c + 1]->at < l->th[m]->at)
+			m = c + 1;
+		if (m == i)
+			return;
+		th_swap(l, i, m);
+		i = m;
+	}
+}
+
+void
+io_timer_stop(io_loop *l, io_timer *t)
+{
+	size_t i = t->idx;
+
+	if (i == (size_t)-1)
+		return;
+	t->idx = (size_t)-1;
+	if (i != --l->nth) {
+		l->th[i] = l->th[l->nth];
+		l->th[i]->idx = i;
+		th_up(l, i);
+		th_down(l, l->th[i]->idx);
+	}
+}
+
+void
+io_timer_at(io_loop *l, io_timer *t, double at)
+{
+	io_timer_stop(l, t);
+	if (l->nth == l->cth) {
+		l->cth = l->cth ? l->cth * 2 : 64;
+		l->th = xrealloc(l->th, l->cth * sizeof *l->th);
+	}
+	t->at = at;
+	t->idx = l->nth;
+	l->th[l->nth++] = t;
+	th_up(l, t->idx);
+}
+
+void
+io_timer_after(io_loop *l, io_timer *t, double seconds)
+{
+	io_timer_at(l, t, mono() + seconds);
+}
+
+/* ms until the first timer (rounded up, so it is due when we wake); -1: none */
+static int
+timer_wait(const io_loop *l)
+{
+	double d;
+
+	if (!l->nth)
+		return -1;
+	d = (l->th[0]->at - mono()) * 1000;
+	return d <= 0 ? 0 : d > 86400000 ? 86400000 : (int)d + 1;
+}
+
+/* Fires the timers that are due, each once, earliest first. */
+static void
+timer_fire(io_loop *l)
+{
+	double t = mono();
+
+	while (l->nth && l->th[0]->at <= t) {
+		io_timer *x = l->th[0];
+		io_timer_stop(l, x);
+		x->cb(l, x, x->ud);
+	}
 }
 
 size_t
@@ -1637,7 +1773,8 @@ poll_build(io_loop *l)
 	size_t i, n = 0;
 
 	for (i = 0; i < l->nls; i++)
-		poll_add(l, &n, l->ls[i]->fd, POLLIN, P_LISTENER, l->ls[i]);
+		if (!l->ls[i]->dead)
+			poll_add(l, &n, l->ls[i]->fd, POLLIN, P_LISTENER, l->ls[i]);
 	for (i = 0; i < l->nws; i++)
 		if (!l->ws[i]->dead)
 			poll_add(l, &n, l->ws[i]->fd, l->ws[i]->events, P_WATCH, l->ws[i]);
@@ -1734,6 +1871,9 @@ io_loop_run_once(io_loop *l, int timeout_ms)
 	dl = read_deadlines(l);
 	if (dl >= 0 && (timeout_ms < 0 || dl < timeout_ms))
 		timeout_ms = dl;
+	dl = timer_wait(l);
+	if (dl >= 0 && (timeout_ms < 0 || dl < timeout_ms))
+		timeout_ms = dl;
 	n = poll_build(l);
 	r = poll(l->pfd, n, timeout_ms);
 	if (r < 0 && errno != EINTR) {
@@ -1743,15 +1883,25 @@ io_loop_run_once(io_loop *l, int timeout_ms)
 	for (i = 0; r > 0 && i < n; i++) {
 		if (!l->pfd[i].revents)
 			continue;
-		if (l->ptype[i] == P_LISTENER)
-			listener_accept(l, l->pobj[i]);
+		if (l->ptype[i] == P_LISTENER) {
+			if (!((io_listener *)l->pobj[i])->dead)
+				listener_accept(l, l->pobj[i]);
+		}
 		else if (l->ptype[i] == P_WATCH && !((io_watch *)l->pobj[i])->dead)
 			((io_watch *)l->pobj[i])->cb(l, l->pfd[i].fd, l->pfd[i].revents,
 						     ((io_watch *)l->pobj[i])->ud);
 		else if (l->ptype[i] == P_CONN)
 			poll_dispatch_conn(l->pobj[i], &l->pfd[i]);
 	}
+	timer_fire(l);
 	sweep(l);
 	l->running = 0;
+	for (i = n = 0; i < l->nls; i++) {
+		if (l->ls[i]->dead)
+			listener_free(l->ls[i]);
+		else
+			l->ls[n++] = l->ls[i];
+	}
+	l->nls = n;
 	return r < 0 ? 0 : r;
 }

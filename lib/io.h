@@ -98,11 +98,29 @@ io_conn *io_loop_dial(io_loop *l, const char *ep, const io_opts *o, char *err, s
 int io_loop_watch(io_loop *l, int fd, short events,
 		  void (*cb)(io_loop *l, int fd, short revents, void *ud), void *ud);
 void io_loop_unwatch(io_loop *l, int fd);
+/* Timers: the loop wakes for them and calls cb once when the time comes
+ * (from io_loop_run_once, after the descriptors). The io_timer belongs to
+ * the caller (embed it in what it times) and must stay put while set;
+ * setting a set timer moves it. Times are in seconds on the monotonic clock. */
+typedef struct io_timer io_timer;
+struct io_timer {
+	double at;              /* when (io_now() seconds) */
+	size_t idx;             /* its place in the loop's heap; (size_t)-1 when not set */
+	void (*cb)(io_loop *l, io_timer *t, void *ud);
+	void *ud;
+};
+#define IO_TIMER_ZERO {0, (size_t)-1, 0, 0}
+double io_now(void);                                          /* monotonic seconds */
+void io_timer_at(io_loop *l, io_timer *t, double at);          /* (re)arms t for io_now() time at */
+void io_timer_after(io_loop *l, io_timer *t, double seconds);  /* io_now() + seconds */
+void io_timer_stop(io_loop *l, io_timer *t);                   /* no-op when not set */
+int io_timer_is_set(const io_timer *t);
+
 /* Polls once (timeout_ms -1: wait, 0: don't) and dispatches; flushes queued
  * output before it sleeps. Returns the number of events handled, -1 on error. */
 int io_loop_run_once(io_loop *l, int timeout_ms);
 /* Closes every listener (a unix socket's file is removed): no new
- * connection is taken; those open stay. Not from inside a callback. */
+ * connection is taken; those open stay. Callbacks may call it. */
 void io_loop_unlisten(io_loop *l);
 /* Number of open connections (listeners not counted). */
 size_t io_loop_nconns(const io_loop *l);

@@ -35,7 +35,7 @@ find(const char *const *names, int n, const char *s)
 void
 stats_init(stats *s, const char *program)
 {
-	*s = (stats)STATS_ZERO;
+	memset(s, 0, sizeof *s);
 	s->program = program;
 	s->t_start = wall();
 }
@@ -46,6 +46,24 @@ stats_finish(stats *s, const char *reason)
 	int i = find(fin_names, ST_FIN_N, reason);
 
 	s->finished[i < 0 ? ST_FIN_ERROR : i]++;
+}
+
+void
+stats_times(stats *s, double arrived, double scheduled, double first, double done)
+{
+	if (first > 0)
+		hist_observe(&s->h[HIST_TTFT], HIST_TTFT, first - arrived);
+	if (done > 0)
+		hist_observe(&s->h[HIST_E2E], HIST_E2E, done - arrived);
+	if (scheduled > 0) {
+		hist_observe(&s->h[HIST_QUEUE], HIST_QUEUE, scheduled - arrived);
+		if (first > 0)
+			hist_observe(&s->h[HIST_PREFILL], HIST_PREFILL, first - scheduled);
+		if (done > 0)
+			hist_observe(&s->h[HIST_INFERENCE], HIST_INFERENCE, done - scheduled);
+	}
+	if (first > 0 && done > 0)
+		hist_observe(&s->h[HIST_DECODE], HIST_DECODE, done - first);
 }
 
 void
@@ -151,28 +169,6 @@ stats_pack(msgpack_packer *pk, const msg *m, const stats *s, const stats_now *no
 	pack_counts(pk, "finished", fin_names, s->finished, ST_FIN_N);
 	pack_counts(pk, "errors", err_names, s->errors, ST_ERR_N);
 	pack_counts(pk, "rejections", rej_names, s->rejections, ST_REJ_N);
-	msg_pk_str(pk, "histograms");   /* empty: it keeps none */
-	if (s->timed)
-		hist_pack(pk, s->h);
-	else
-		msgpack_pack_map(pk, 0);
-}
-
-static void
-span(stats *s, hist_kind k, double from, double to)
-{
-	if (from > 0 && to > 0 && to >= from)
-		hist_observe(&s->h[k], k, to - from);
-}
-
-void
-stats_latency(stats *s, double arrived, double scheduled, double first_token, double done)
-{
-	s->timed = 1;
-	span(s, HIST_TTFT, arrived, first_token);
-	span(s, HIST_E2E, arrived, done);
-	span(s, HIST_QUEUE, arrived, scheduled);
-	span(s, HIST_INFERENCE, scheduled, done);
-	span(s, HIST_PREFILL, scheduled, first_token);
-	span(s, HIST_DECODE, first_token, done);
+	msg_pk_str(pk, "histograms");
+	hist_pack(pk, s->h);
 }

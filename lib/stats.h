@@ -31,10 +31,8 @@ typedef struct stats {
 	uint64_t finished[ST_FIN_N];
 	uint64_t errors[ST_ERR_N];
 	uint64_t rejections[ST_REJ_N];
-	int timed;                  /* it observes the latency histograms below (the engine) */
-	hist h[HIST_N];             /* latencies, vLLM's buckets (lib/hist) */
+	hist h[HIST_N];             /* latencies, vLLM's names and buckets */
 } stats;
-#define STATS_ZERO {0, 0, 0, 0, 0, 0, 0, 0, 0, {0}, {0}, {0}, 0, {HIST_ZERO}}
 
 /* What is true now, read by the daemon when it answers; -1: it has no such thing. */
 typedef struct stats_now {
@@ -46,15 +44,14 @@ typedef struct stats_now {
 void stats_init(stats *s, const char *program);
 /* a final event went out with this finish reason */
 void stats_finish(stats *s, const char *reason);
+/* A request's latencies when it ends, from its wall-clock times (0: that
+ * moment never came): TTFT, end to end, queue, prefill, decode, inference. */
+void stats_times(stats *s, double arrived, double scheduled, double first, double done);
 /* an error event went out with this code */
 void stats_error(stats *s, const char *code);
 /* a request was refused before any work (reason: overloaded, rate_limited,
  * draining, timeout); counted as an error of the same code too */
 void stats_reject(stats *s, const char *reason);
-
-/* a request ended: its latencies from its timestamps (wall-clock seconds,
- * 0 for one it never reached) into the histograms, and timed set */
-void stats_latency(stats *s, double arrived, double scheduled, double first_token, double done);
 
 /* 1: m is the stats query; -1: m has an "op" that is not known (err says
  * so); 0: m is no query (a request or an event). */

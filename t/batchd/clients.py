@@ -16,7 +16,8 @@ see and prints figures as "key value" lines; the test judges.
                                               as it comes (the test kills things meanwhile)
   clients.py arrivals SOCK N GAP_MS EOF       N requests GAP_MS apart on one connection
                                               (shut down after them when EOF is 1);
-                                              prints the engine's arrival times
+                                              prints the engine's arrival times and the
+                                              send times, in ms from the first send
   clients.py rate SOCK N                      N requests at once, half with user "u1"
 """
 import json
@@ -216,7 +217,9 @@ def streams(path, n, maxtok, out, stream=True):
 
 def arrivals(path, n, gap_ms, eof):
     s = connect(path)
+    sent = []
     for i in range(n):
+        sent.append(time.time())
         s.sendall(req(i))
         time.sleep(gap_ms / 1000)
     if eof:
@@ -225,8 +228,9 @@ def arrivals(path, n, gap_ms, eof):
     for _, ev in events(s, n, 60):
         if "finish" in ev:
             t[int(ev["id"])] = ev["t"]["arrived"]
-    base = min(t.values())
+    base = sent[0]
     print("arrived_ms", " ".join("%d" % round((t[i] - base) * 1000) for i in sorted(t)))
+    print("sent_ms", " ".join("%d" % round((x - base) * 1000) for x in sent))
 
 
 def rate(path, n):

@@ -225,6 +225,63 @@ test_free(void)
 		close(peers[i]);
 }
 
+/* ---- timers ---- */
+
+static int fired[400], nfired;
+
+static void
+on_timer(io_loop *l, io_timer *t, void *ud)
+{
+	(void)l;
+	(void)t;
+	fired[nfired++] = (int)(long)ud;
+}
+
+static void
+test_timers(void)
+{
+	static const io_handler h = {0};
+	io_loop *l = io_loop_new(&h, NULL);
+	io_timer t[400];
+	double t0 = io_now(), took;
+	int i, inorder = 1, stopped = 0;
+	unsigned x = 12345;
+
+	/* 400 timers at scattered times within 60 ms, every 7th stopped, every
+	 * 11th moved to the front: each left fires once, in time order */
+	for (i = 0; i < 400; i++) {
+		x = x * 1103515245 + 12345;
+		t[i] = (io_timer)IO_TIMER_ZERO;
+		t[i].cb = on_timer;
+		t[i].ud = (void *)(long)i;
+		io_timer_at(l, &t[i], t0 + 0.010 + (x >> 16) % 50 / 1000.0);
+	}
+	for (i = 0; i < 400; i += 7) {
+		io_timer_stop(l, &t[i]);
+		stopped++;
+	}
+	for (i = 0; i < 400; i += 11)
+		if (io_timer_is_set(&t[i]))
+			io_timer_at(l, &t[i], t0 + 0.005);
+	ok(!io_timer_is_set(&t[7]) && io_timer_is_set(&t[8]), "stop unsets, set stays set");
+	while (nfired < 400 - stopped && io_now() - t0 < 2)
+		if (io_loop_run_once(l, -1) < 0)
+			break;
+	took = io_now() - t0;
+	for (i = 1; i < nfired; i++)
+		if (t[fired[i - 1]].at > t[fired[i]].at)
+			inorder = 0;
+	ok(nfired == 400 - stopped, "every timer left fired once (%d of %d)", nfired, 400 - stopped);
+	ok(inorder, "in time order");
+	ok(took >= 0.055 && took < 0.5, "the loop slept until they were due, not longer (%.3f s)", took);
+	for (i = 0; i < nfired; i++)
+		if (fired[i] % 7 == 0)
+			inorder = -1;
+	ok(inorder == 1, "no stopped timer fired");
+	ok(io_loop_run_once(l, 0) == 0 && nfired == 400 - stopped, "nothing fires twice");
+	io_loop_free(l);
+}
+
 int
 main(void)
 {
@@ -232,5 +289,6 @@ main(void)
 	test_parse();
 	test_loop();
 	test_free();
+	test_timers();
 	return done_testing();
 }

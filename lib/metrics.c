@@ -1,29 +1,28 @@
 /* metrics: event streams and stats answers in, Prometheus text and a
  * summary table out (see metrics.h and metrics(1)).
  *
- * One thread does everything: an io_loop reads the event streams and the
- * daemons' stats answers, and libmicrohttpd runs in its "external epoll"
- * mode inside the same loop (its one epoll descriptor is watched like any
- * other). MHD_USE_INTERNAL_POLLING_THREAD would need a lock around every
- * figure, taken per event; here a scrape runs between two messages, sees
- * a consistent snapshot, and SIGTERM has one path (the signalfd). */
+ * One thread does everything, in lib/daemon's loop: the io_loop reads the
+ * event streams and the daemons' stats answers, timers ask the daemons,
+ * and libmicrohttpd runs in its "external epoll" mode inside the same loop
+ * (its one epoll descriptor is watched like any other, and a timer keeps
+ * its timeouts). MHD_USE_INTERNAL_POLLING_THREAD would need a lock around
+ * every figure, taken per event; here a scrape runs between two messages,
+ * sees a consistent snapshot, and signals have one path (the signalfd). */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <netdb.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
 
+#include "daemon.h"
 #include "die.h"
 #include "hist.h"
 #include "io.h"
@@ -37,15 +36,6 @@
 #define SAMPLES_MAX (1u << 20) /* exact values kept per summary figure; then a reservoir */
 #define MAX_UPSTREAMS 64
 #define WARN_BAD 10            /* bad messages on the event streams warned about, then silence */
-
-static double
-mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static uint64_t
 sat_add(uint64_t a, uint64_t b)
@@ -258,18 +248,20 @@ typedef struct upstream {
 	io_conn *conn;             /* NULL while down */
 	int up;                    /* its last answer was stats */
 	int said;                  /* its being down was said (once until it is up again) */
-	double asked;              /* mono time of the query in flight, 0 none */
-	double next_dial;          /* mono: not before this */
+	double asked;              /* io_now() of the query in flight, 0 none */
+	double next_dial;          /* io_now(): not before this */
 	figs f;
 } upstream;
 
 struct metrics {
 	metrics_opts o;
 	io_loop *loop;
-	int sfd;                   /* signalfd */
-	int stopping;
+	int stopping;              /* SIGTERM or SIGINT came */
+	int ended;                 /* the input ended (every -i a stream, at its end) */
 	struct MHD_Daemon *httpd;
 	int http_fd;
+	io_timer http_timer;       /* libmicrohttpd's next timeout */
+	io_timer poll_timer;       /* the next stats queries (-u) */
 	/* inputs */
 	int ninputs;               /* -i given */
 	int listening_inputs;      /* of them, sockets that accept streams (never end) */
@@ -297,7 +289,7 @@ struct metrics {
 	/* polled daemons */
 	upstream *ups[MAX_UPSTREAMS];
 	size_t nups;
-	double next_poll;
+	double next_poll;          /* io_now() of the next stats queries */
 	msgpack_sbuffer sb;
 };
 
@@ -670,6 +662,21 @@ up_ask(metrics *m, upstream *u, double now)
 	u->asked = now ? now : 1e-9;
 }
 
+/* every interval: each daemon is asked (or dialled again) */
+static void
+on_poll_timer(io_loop *l, io_timer *t, void *ud)
+{
+	metrics *m = ud;
+	double now = io_now();
+	size_t i;
+
+	for (i = 0; i < m->nups; i++)
+		up_ask(m, m->ups[i], now);
+	while (m->next_poll <= now)   /* the next tick, not a drift of them */
+		m->next_poll += m->o.interval;
+	io_timer_at(l, t, m->next_poll);
+}
+
 /* ------------------------------------------------------------- Prometheus text */
 
 typedef struct sbuf {
@@ -985,7 +992,7 @@ on_msg(io_loop *l, io_conn *c, const msg *ms, void *ud)
 	if (is_upstream(c))
 		up_answer(io_conn_data(c), ms);
 	else if (ec)
-		metrics_event(ud, ec->serial, ms, mono());
+		metrics_event(ud, ec->serial, ms, io_now());
 }
 
 static void
@@ -1055,21 +1062,6 @@ on_close(io_loop *l, io_conn *c, const char *why, void *ud)
 	io_conn_set_data(c, NULL);
 }
 
-static void
-on_signal(io_loop *l, int fd, short revents, void *ud)
-{
-	metrics *m = ud;
-	struct signalfd_siginfo si;
-
-	(void)l;
-	(void)revents;
-	if (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
-		if (m->stopping)
-			exit(EXIT_SYS);   /* a second signal: give up at once */
-		m->stopping = 1;
-	}
-}
-
 /* ------------------------------------------------------------- HTTP */
 
 static enum MHD_Result
@@ -1129,15 +1121,35 @@ http_log(void *cls, const char *fmt, va_list ap)
 	info_x("http: %s", line);
 }
 
+/* Runs libmicrohttpd and sets the timer for its next timeout (an idle
+ * connection to close, work it left for later). */
+static void
+http_run(metrics *m)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+
+	MHD_run(m->httpd);
+	if (MHD_get_timeout(m->httpd, &ms) == MHD_YES)
+		io_timer_after(m->loop, &m->http_timer, ms / 1000.0);
+	else
+		io_timer_stop(m->loop, &m->http_timer);
+}
+
 static void
 on_http(io_loop *l, int fd, short revents, void *ud)
 {
-	metrics *m = ud;
-
 	(void)l;
 	(void)fd;
 	(void)revents;
-	MHD_run(m->httpd);
+	http_run(ud);
+}
+
+static void
+on_http_timer(io_loop *l, io_timer *t, void *ud)
+{
+	(void)l;
+	(void)t;
+	http_run(ud);
 }
 
 int
@@ -1231,7 +1243,6 @@ metrics_new(const metrics_opts *o)
 	static const io_handler h = { on_open, on_msg, on_bad, on_close, on_eof, on_broken };
 	io_limits lim = { 1024, 30000, (size_t)64 << 20, 0 };
 	metrics *m = xcalloc(1, sizeof *m);
-	sigset_t ss;
 
 	m->o = *o;
 	if (!(m->o.interval > 0))
@@ -1252,17 +1263,15 @@ metrics_new(const metrics_opts *o)
 	lbl_add(&m->ev.l[L_FINISHED], "cancelled", 9, 0);
 	lbl_add(&m->ev.l[L_FINISHED], "timeout", 7, 0);
 	lbl_add(&m->ev.l[L_FINISHED], "error", 5, 0);
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&ss);
-	sigaddset(&ss, SIGTERM);
-	sigaddset(&ss, SIGINT);
-	sigprocmask(SIG_BLOCK, &ss, 0);
-	m->sfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (m->sfd < 0)
-		die_sys("unable to create a signalfd");
+	daemon_init();   /* SIGTERM and SIGINT to the signalfd of daemon_run, SIGPIPE ignored */
 	m->loop = io_loop_new(&h, m);
 	io_loop_set_limits(m->loop, &lim);
-	io_loop_watch(m->loop, m->sfd, POLLIN, on_signal, m);
+	m->http_timer = (io_timer)IO_TIMER_ZERO;
+	m->http_timer.cb = on_http_timer;
+	m->http_timer.ud = m;
+	m->poll_timer = (io_timer)IO_TIMER_ZERO;
+	m->poll_timer.cb = on_poll_timer;
+	m->poll_timer.ud = m;
 	return m;
 }
 
@@ -1303,47 +1312,51 @@ metrics_upstream(metrics *m, const char *ep)
 	m->ups[m->nups++] = u;
 }
 
+static void
+on_drain(void *ud)
+{
+	((metrics *)ud)->stopping = 1;
+}
+
+static int
+is_done(void *ud)
+{
+	metrics *m = ud;
+
+	return m->stopping || (m->ended && !m->httpd);
+}
+
+/* after every poll: has the input ended? and libmicrohttpd's share */
+static int
+on_turn(void *ud)
+{
+	metrics *m = ud;
+
+	if (!m->ended && m->ninputs && !m->listening_inputs && m->streams_open == 0) {
+		m->ended = 1;
+		summary_once(m);
+	}
+	if (m->httpd)
+		http_run(m);
+	return 0;
+}
+
 int
 metrics_run(metrics *m)
 {
-	size_t i;
-	int ended = 0;
+	static const daemon_ops ops = { on_drain, NULL, is_done, on_turn };
+	daemon_cfg cfg = DAEMON_CFG_ZERO;
 
-	if (m->o.ready_fd >= 0)
-		io_ready(m->o.ready_fd);
-	m->next_poll = mono();
-	for (;;) {
-		double now = mono(), wait = -1;
-		MHD_UNSIGNED_LONG_LONG mt;
-		int timeout;
-
-		if (m->nups && now >= m->next_poll) {
-			for (i = 0; i < m->nups; i++)
-				up_ask(m, m->ups[i], now);
-			/* the next tick, not a drift of them */
-			while (m->next_poll <= now)
-				m->next_poll += m->o.interval;
-		}
-		if (!ended && m->ninputs && !m->listening_inputs && m->streams_open == 0) {
-			ended = 1;   /* the input has ended */
-			summary_once(m);
-			if (!m->httpd)
-				break;
-		}
-		if (m->stopping)
-			break;
-		if (m->nups)
-			wait = m->next_poll - now;
-		if (m->httpd && MHD_get_timeout(m->httpd, &mt) == MHD_YES && (wait < 0 || mt / 1000.0 < wait))
-			wait = mt / 1000.0;
-		timeout = wait < 0 ? -1 : (int)(wait * 1000) + 1;
-		if (io_loop_run_once(m->loop, timeout) < 0)
-			die_sys("unable to poll");
-		if (m->httpd)
-			MHD_run(m->httpd);   /* its timeouts, and any work it left for now */
+	cfg.ready_fd = m->o.ready_fd;
+	if (m->nups) {
+		m->next_poll = io_now();
+		io_timer_at(m->loop, &m->poll_timer, m->next_poll);
 	}
+	if (m->httpd)
+		http_run(m);
+	daemon_run(m->loop, &cfg, &ops, m);
 	summary_once(m);
-	return ended && m->bad_stdin && !m->httpd ? EXIT_SYS : 0;
+	return m->ended && m->bad_stdin && !m->httpd ? EXIT_SYS : 0;
 }
 
 void
@@ -1354,6 +1367,8 @@ metrics_free(metrics *m)
 
 	if (!m)
 		return;
+	io_timer_stop(m->loop, &m->http_timer);
+	io_timer_stop(m->loop, &m->poll_timer);
 	if (m->httpd)
 		MHD_stop_daemon(m->httpd);
 	if (m->http_fd >= 0)
@@ -1364,7 +1379,6 @@ metrics_free(metrics *m)
 		m->evconns = ec->next;
 		free(ec);
 	}
-	close(m->sfd);
 	for (i = 0; i < m->nups; i++) {
 		free(m->ups[i]->ep);
 		free(m->ups[i]);

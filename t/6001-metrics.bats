@@ -260,29 +260,36 @@ print('ok')"
 	grep -q "^metrics: warning: unable to connect to unix:$T/none: No such file or directory" "$T/err"
 }
 
-@test "-u: the stats of a running infer-cpu, and of one that is down, beside events" {
+@test "-u: the stats of infer-cpu and of batchd before it, and of one that is down, beside events" {
 	scratch
 	infer-cpu -q -m "$TINY" -l "unix:$T/s" -d 3 3>"$T/iready" 2>"$T/ierr" &
 	PIDS=$!
 	ready "$T/iready"
 	[ "$(python3 "$CHECK" stats "unix:$T/s")" = yes ]
+	batchd -l "unix:$T/b" -u "unix:$T/s" -d 3 3>"$T/bready" 2>"$T/berr" &
+	PIDS="$PIDS $!"
+	ready "$T/bready"
 	python3 -c "
 import msgpack
 with open('$T/rq', 'wb') as f:
     for i in range(8):
         f.write(msgpack.packb({'id': 'p%d' % i, 'tokens': [1, 2, 3 + i], 'max_tokens': 3 + i,
                                'ignore_eos': True, 'stream': i % 2 == 0}))"
-	python3 "$CHECK" ask "unix:$T/s" "$T/rq" "$T/events"
+	python3 "$CHECK" ask "unix:$T/b" "$T/rq" "$T/events"
 	port=$(free_port)
-	metrics -u "unix:$T/s" -u "unix:$T/down" -i "unix:$T/ev" -l "tcp:127.0.0.1:$port" \
+	metrics -u "unix:$T/s" -u "unix:$T/b" -u "unix:$T/down" -i "unix:$T/ev" -l "tcp:127.0.0.1:$port" \
 		--interval 0.1 -d 3 3>"$T/ready" 2>"$T/err" </dev/null &
 	PIDS="$PIDS $!"
 	ready "$T/ready"
 	scrape_until "$port" "^sluice:up\\{endpoint=\"unix:$T/s\"\\} 1$"
+	scrape_until "$port" "^sluice:up\\{endpoint=\"unix:$T/b\"\\} 1$"
 	run python3 "$CHECK" poll "$T/prom" "unix:$T/s" "unix:$T/down"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	run python3 "$CHECK" polled "$T/events" "$T/prom" "unix:$T/s"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run python3 "$CHECK" polled "$T/events" "$T/prom" "unix:$T/b" batchd
 	echo "$output"
 	[ "$status" -eq 0 ]
 	# the engine goes away: up 0, and its series with it

@@ -12,7 +12,7 @@
   check.py send EP EVENTS                  writes the file EVENTS to the socket EP (unix:PATH), then closes
   check.py ask EP REQUESTS OUT             sends REQUESTS to the engine at EP, its events into OUT
   check.py stats EP                        does the daemon at EP answer {"op": "stats"}? (yes/no)
-  check.py polled EVENTS PROM EP           the series of EP in PROM against the events it answered
+  check.py polled EVENTS PROM EP [batchd]  the series of EP in PROM against the events it answered
 
 Exits 1 with a message naming the first figure that differs.
 """
@@ -390,13 +390,22 @@ def cmd_stats(ep):
             return
 
 
-def cmd_polled(ev_path, prom_path, ep):
+def cmd_polled(ev_path, prom_path, ep, kind="engine"):
     e = expect(read_events(ev_path))
     fams = families(prom_path)
     src = {"endpoint": ep}
     same("up", one(fams, "sluice:up", "sluice:up", **src), 1.0)
     got = by_label(fams, "sluice:request_success", "sluice:request_success_total", "finished_reason", **src)
     same("request_success_total by finished_reason", got, {k: float(v) for k, v in e["finish"].items()})
+    if kind == "batchd":
+        # its histograms are its own clock's, as its clients see it: the counts are the events'
+        for name, want in (("time_to_first_token_seconds", len(e["hist"]["time_to_first_token_seconds"])),
+                           ("e2e_request_latency_seconds", e["finals"]),
+                           ("inter_token_latency_seconds", e["itl_count"])):
+            same(name + "_count", one(fams, "sluice:" + name, "sluice:%s_count" % name, **src), float(want))
+        same("num_requests_waiting", one(fams, "sluice:num_requests_waiting",
+                                         "sluice:num_requests_waiting", **src), 0.0)
+        return
     same("prompt_tokens_total", one(fams, "sluice:prompt_tokens", "sluice:prompt_tokens_total", **src),
          float(e["prompt"]))
     same("generation_tokens_total",

@@ -277,6 +277,7 @@ struct metrics {
 	figs ev;                   /* source="events" */
 	uint64_t bad_warned;
 	/* ITL table */
+	uint64_t seed;             /* of its hash */
 	itl_ent **itab;
 	size_t itabn, nitl;
 	itl_ent *oldest, *newest, *free_ents;
@@ -295,10 +296,21 @@ struct metrics {
 
 /* ------------------------------------------------------------- ITL table */
 
+/* Seeded per process: ids come from the streams, and a fixed hash would
+ * let a producer fill one bucket with ids made to collide. */
 static uint64_t
-itl_key(uint64_t stream, const char *id, size_t n)
+itl_key(const metrics *m, uint64_t stream, const char *id, size_t n)
 {
-	return msg_hash_id(id, n) ^ (stream * 0x9e3779b97f4a7c15ULL);
+	uint64_t h = m->seed ^ (stream * 0x9e3779b97f4a7c15ULL);
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		h = (h ^ (unsigned char)id[i]) * 0x100000001b3ULL;
+	h ^= h >> 30;   /* splitmix64's finish: every bit reaches the bucket index */
+	h *= 0xbf58476d1ce4e5b9ULL;
+	h ^= h >> 27;
+	h *= 0x94d049bb133111ebULL;
+	return h ^ (h >> 31);
 }
 
 static itl_ent **
@@ -362,7 +374,7 @@ itl_remove(metrics *m, itl_ent *e)
 static double
 itl_step(metrics *m, uint64_t stream, const char *id, size_t n, double t, int has_tokens, int final)
 {
-	uint64_t h = itl_key(stream, id, n);
+	uint64_t h = itl_key(m, stream, id, n);
 	itl_ent **pp = itl_slot(m, stream, id, n, h), *e = *pp;
 	double gap = -1;
 
@@ -1249,6 +1261,7 @@ metrics_new(const metrics_opts *o)
 		m->o.interval = 1;
 	m->rng = 0x9e3779b97f4a7c15ull;
 	m->http_fd = -1;
+	m->seed = ((uint64_t)getpid() << 32) ^ (uint64_t)(io_now() * 1e9) ^ (uint64_t)(uintptr_t)m;
 	m->itabn = 1u << 16;
 	m->itab = xcalloc(m->itabn, sizeof *m->itab);
 	msgpack_sbuffer_init(&m->sb);

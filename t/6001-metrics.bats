@@ -37,9 +37,10 @@ ready() {
 	return 1
 }
 
-# scrape PORT [PATH]: GET http://127.0.0.1:PORT/PATH into $T/prom; output "STATUS CONTENT-TYPE"
+# scrape PORT [PATH [METHOD]]: GET (or METHOD) http://127.0.0.1:PORT/PATH into
+# $T/prom; output "STATUS CONTENT-TYPE"
 scrape() {
-	python3 "$CHECK" scrape "http://127.0.0.1:$1${2:-/metrics}" "$T/prom"
+	python3 "$CHECK" scrape "http://127.0.0.1:$1${2:-/metrics}" "$T/prom" "${3:-GET}"
 }
 
 # scrape_until PORT PATTERN: scrapes until a line of $T/prom matches the
@@ -135,10 +136,11 @@ scrape_until() {
 	[ "$output" = "404 text/plain; charset=utf-8" ]
 	run scrape "$port" /metrics/x
 	[ "${output%% *}" = 404 ]
-	run curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$port/metrics"
-	[ "$output" = 405 ]
-	run curl -s -I "http://127.0.0.1:$port/metrics"
-	echo "$output" | grep -q '^HTTP/1.1 200'
+	run scrape "$port" /metrics POST
+	[ "${output%% *}" = 405 ]
+	run scrape "$port" /metrics HEAD
+	[ "$output" = "200 text/plain; version=0.0.4; charset=utf-8" ]
+	[ ! -s "$T/prom" ]
 	# SIGTERM: exit 0, nothing said but on stderr
 	kill -TERM "$PIDS"
 	status=0; wait "$PIDS" || status=$?   # in this shell: a subshell cannot wait for it

@@ -2,7 +2,7 @@
 """Checks what `metrics` says against the events it was given (t/6001-metrics.bats).
 
   check.py requests OUT                    the requests of the live run (msgpack)
-  check.py scrape URL OUT                  GET URL into OUT; prints the status and the Content-Type
+  check.py scrape URL OUT [METHOD]         GET (or METHOD) URL into OUT; prints the status and the Content-Type
   check.py events EVENTS PROM [SOURCE]     the Prometheus text PROM against the event file EVENTS
   check.py summary EVENTS SUMMARY          the -s table against EVENTS
   check.py hostile OUT                     a hostile event stream (every wrong shape, no framing error)
@@ -256,9 +256,9 @@ def cmd_summary(ev_path, sum_path):
     return rows
 
 
-def cmd_scrape(url, out):
+def cmd_scrape(url, out, method="GET"):
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=10) as r:
             body, status, ctype = r.read(), r.status, r.headers.get("Content-Type")
     except urllib.error.HTTPError as err:
         body, status, ctype = err.read(), err.code, err.headers.get("Content-Type")

@@ -417,6 +417,14 @@ itl_step(metrics *m, uint64_t stream, const char *id, size_t n, double t, int ha
 
 /* ------------------------------------------------------------- events */
 
+/* a value for the summary table, kept only when there is to be one */
+static void
+sample(metrics *m, int k, double v)
+{
+	if (m->o.summary)
+		samples_add(&m->s[k], v, &m->rng);
+}
+
 static void
 observe(metrics *m, hist_kind k, double from, double to)
 {
@@ -452,7 +460,7 @@ metrics_event(metrics *m, uint64_t stream, const msg *ev, double now)
 			gap = itl_step(m, stream, id, idlen, now, has_tok, 0);
 			if (gap >= 0) {
 				hist_observe(&m->ev.h[HIST_ITL], HIST_ITL, gap);
-				samples_add(&m->s[S_ITL], gap, &m->rng);
+				sample(m, S_ITL, gap);
 			}
 		}
 		return;
@@ -476,7 +484,7 @@ metrics_event(metrics *m, uint64_t stream, const msg *ev, double now)
 		gap = itl_step(m, stream, id, idlen, now, has_tok, 1);
 		if (gap >= 0) {
 			hist_observe(&m->ev.h[HIST_ITL], HIST_ITL, gap);
-			samples_add(&m->s[S_ITL], gap, &m->rng);
+			sample(m, S_ITL, gap);
 		}
 	}
 	lbl_add(&m->ev.l[L_FINISHED], fin, flen, 1);
@@ -514,12 +522,12 @@ metrics_event(metrics *m, uint64_t stream, const msg *ev, double now)
 	observe(m, HIST_INFERENCE, sched, done);
 
 	if (arrived && first && first >= arrived)
-		samples_add(&m->s[S_TTFT], first - arrived, &m->rng);
+		sample(m, S_TTFT, first - arrived);
 	if (arrived && done && done >= arrived)
-		samples_add(&m->s[S_E2E], done - arrived, &m->rng);
+		sample(m, S_E2E, done - arrived);
 	/* vllm bench's TPOT: (e2e - ttft) / (output tokens - 1); not an ITL */
 	if (first && done && done >= first && have_gen && gen > 1)
-		samples_add(&m->s[S_TPOT], (done - first) / (double)(gen - 1), &m->rng);
+		sample(m, S_TPOT, (done - first) / (double)(gen - 1));
 	if (arrived && (!m->t_first || arrived < m->t_first))
 		m->t_first = arrived;
 	if (done && done > m->t_last)

@@ -5,16 +5,15 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
-#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
-#include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "chat.h"
+#include "daemon.h"
 #include "die.h"
 #include "dot.h"
 #include "fetch.h"
@@ -75,6 +74,7 @@ typedef struct req {
 	uint32_t n_prompt;
 	double t_arrived, t_sched, t_first, t_done, deadline;
 	double t_last;           /* the last token's time, for inter-token latency */
+	io_timer dl;             /* its deadline (timeout_ms) */
 } req;
 
 typedef struct engine {
@@ -93,6 +93,7 @@ typedef struct engine {
 	int text;                /* add "text" to events */
 	int stdio;               /* reading stdin: stop at its end */
 	int stopping;            /* a signal came: finish what runs, take nothing new */
+	io_timer flow_t;         /* while a client is backlogged: --write-timeout checks */
 	conn_state *conns;
 	uint64_t vnow;           /* fair queueing: the order of the latest request started */
 	int bad_input;           /* the stdin stream was broken: exit 111 once all is answered */
@@ -182,6 +183,7 @@ req_free(engine *e, req *r)
 	conn_state *cs = io_conn_data(r->conn);
 	uint32_t i;
 
+	io_timer_stop(e->loop, &r->dl);
 	while (*pp && *pp != r)
 		pp = &(*pp)->hnext;
 	if (*pp)
@@ -493,6 +495,8 @@ parse_stop(req *r, const msg *m, char *err, size_t errlen)
 	return 0;
 }
 
+static void on_deadline(io_loop *l, io_timer *t, void *ud);
+
 static void
 on_request(engine *e, io_conn *c, const msg *m)
 {
@@ -613,6 +617,7 @@ on_request(engine *e, io_conn *c, const msg *m)
 		r->ignore_eos = b;
 	if (msg_int(m, "priority", &prio) != 1)
 		prio = 0;
+	r->dl = (io_timer)IO_TIMER_ZERO;
 	if (msg_uint(m, "timeout_ms", &u) == 1)
 		r->deadline = r->t_arrived + u / 1000.0;
 	parse_sampling(e, r, m);
@@ -626,6 +631,11 @@ on_request(engine *e, io_conn *c, const msg *m)
 		return;
 	}
 	req_link(e, r);
+	if (r->deadline > 0) {
+		r->dl.cb = on_deadline;
+		r->dl.ud = e;
+		io_timer_after(e->loop, &r->dl, r->deadline - r->t_arrived);
+	}
 	e->st.requests++;
 	e->st.prompt_tokens += n;
 	if (r->max_new == 0) {
@@ -874,19 +884,31 @@ flow(engine *e)
 		for (r = e->all; r; r = r->next)
 			if (r->seq)
 				r->seq->paused = ((conn_state *)io_conn_data(r->conn))->backlogged;
+	/* a backlogged client may sit still: look again in a second */
+	for (cs = e->conns; cs; cs = cs->next)
+		if (cs->backlogged && cs->live) {
+			if (!io_timer_is_set(&e->flow_t))
+				io_timer_after(e->loop, &e->flow_t, 1);
+			break;
+		}
+}
+
+/* A request's timeout_ms passed: it ends with what it has. */
+static void
+on_deadline(io_loop *l, io_timer *t, void *ud)
+{
+	req *r = (req *)((char *)t - offsetof(req, dl));
+
+	(void)l;
+	finish(ud, r, "timeout", r->n_emitted > r->n_gen ? r->n_emitted : r->n_gen);
 }
 
 static void
-expire(engine *e, double t)
+on_flow(io_loop *l, io_timer *t, void *ud)
 {
-	req *r, *next;
-
-	for (r = e->all; r; r = next) {
-		next = r->next;
-		if (r->deadline > 0 && t >= r->deadline) {
-			finish(e, r, "timeout", r->n_emitted > r->n_gen ? r->n_emitted : r->n_gen);
-		}
-	}
+	(void)l;
+	(void)t;
+	flow(ud);
 }
 
 /* One scheduler step: 1 if something ran. */
@@ -978,18 +1000,27 @@ parse_u32(const char *s, uint32_t lo, uint32_t hi)
 }
 
 static void
-on_signal(io_loop *l, int fd, short revents, void *ud)
+on_drain(void *ud)
+{
+	((engine *)ud)->stopping = 1;
+}
+
+/* everything answered, and the input ended or a signal came */
+static int
+is_done(void *ud)
 {
 	engine *e = ud;
-	struct signalfd_siginfo si;
 
-	(void)l;
-	(void)revents;
-	if (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
-		if (e->stopping)
-			exit(EXIT_SYS);   /* a second signal: give up at once */
-		e->stopping = 1;
-	}
+	return !e->all && ((e->stdio && io_loop_nconns(e->loop) == 0) || e->stopping);
+}
+
+/* after every poll: flow control, then one step (1 if it ran: poll again
+ * without sleeping) */
+static int
+on_turn(void *ud)
+{
+	flow(ud);
+	return step(ud);
 }
 
 static int
@@ -1051,8 +1082,10 @@ infer_main(int argc, char **argv, const infer_backend *be)
 		{ 0, 0, 0, 0 },
 	};
 	engine E, *e = &E;
-	const char *model_path = 0, *listen[16], *ppl_file = 0;
-	int nlisten = 0, threads = 0, ready_fd = -1, quiet = 0, caching = 1, c;
+	static const daemon_ops ops = { on_drain, NULL, is_done, on_turn };
+	const char *model_path = 0, *ppl_file = 0;
+	int threads = 0, quiet = 0, caching = 1, c;
+	daemon_cfg cfg = DAEMON_CFG_ZERO;
 	uint32_t ctx = 0, bs = 16, max_seqs = 64, max_batch = 512, ppl_ctx = 512;
 	uint64_t kv_mem = 0;
 	char err[512], types[256];
@@ -1060,13 +1093,14 @@ infer_main(int argc, char **argv, const infer_backend *be)
 	uint32_t n_blocks;
 	sched_opts so;
 	io_handler h = { on_open, on_msg, on_bad, on_close, on_eof, on_broken };
-	io_opts io = IO_OPTS_DEFAULT;
 	io_limits lim = { 1024, 30000, (size_t)64 << 20, 0 };
-	sigset_t ss;
-	int sfd, i;
 
 	memset(e, 0, sizeof *e);
 	die_init(argv[0]);
+	cfg.listen = xcalloc(17, sizeof *cfg.listen);
+	e->flow_t = (io_timer)IO_TIMER_ZERO;
+	e->flow_t.cb = on_flow;
+	e->flow_t.ud = e;
 	stats_init(&e->st, die_prog);
 	e->be = be;
 	e->max_queue = 4096;
@@ -1080,12 +1114,12 @@ infer_main(int argc, char **argv, const infer_backend *be)
 		switch (c) {
 		case 'm': model_path = optarg; break;
 		case 'l':
-			if (nlisten == 16)
+			if (cfg.nlisten == 16)
 				die_usage(USAGE);
-			listen[nlisten++] = optarg;
+			cfg.listen[cfg.nlisten++] = optarg;
 			break;
 		case 't': threads = (int)parse_u32(optarg, 1, 1024); break;
-		case 'd': ready_fd = (int)parse_u32(optarg, 0, 1 << 20); break;
+		case 'd': cfg.ready_fd = (int)parse_u32(optarg, 0, 1 << 20); break;
 		case 'q': quiet = 1; break;
 		case 'C': ctx = parse_u32(optarg, 2, 1u << 24); break;
 		case 'K': kv_mem = parse_size(optarg); break;
@@ -1095,7 +1129,7 @@ infer_main(int argc, char **argv, const infer_backend *be)
 		case 'Q': e->max_queue = parse_u32(optarg, 1, 1u << 24); break;
 		case 'q' + 256: e->max_queue_conn = parse_u32(optarg, 1, 1u << 24); break;
 		case 'c' + 256: lim.max_conns = parse_u32(optarg, 1, 1u << 20); break;
-		case 'b' + 256: io.backlog = (int)parse_u32(optarg, 1, 1u << 16); break;
+		case 'b' + 256: cfg.io.backlog = (int)parse_u32(optarg, 1, 1u << 16); break;
 		case 'r' + 256: lim.read_timeout_ms = (unsigned)(parse_secs(optarg) * 1000); break;
 		case 'p' + 256: lim.max_partial = parse_size(optarg); break;
 		case 'w' + 256: e->write_buffer = parse_size(optarg); break;
@@ -1121,11 +1155,8 @@ infer_main(int argc, char **argv, const infer_backend *be)
 		die_usage(USAGE);
 	/* blocked before any thread starts, so every thread inherits the mask
 	 * and the signals reach only the signalfd */
-	sigemptyset(&ss);
-	sigaddset(&ss, SIGTERM);
-	sigaddset(&ss, SIGINT);
 	if (!ppl_file)
-		sigprocmask(SIG_BLOCK, &ss, 0);
+		daemon_init();
 	if (getenv("SLUICE_SCALAR"))
 		dot_force_scalar(1);
 	if (!model_path)
@@ -1201,42 +1232,14 @@ infer_main(int argc, char **argv, const infer_backend *be)
 			be->describe(e->bk));
 
 	/* endpoints */
-	signal(SIGPIPE, SIG_IGN);
 	e->tabn = 256;
 	e->tab = xcalloc(e->tabn, sizeof *e->tab);
 	msgpack_sbuffer_init(&e->sb);
 	e->loop = io_loop_new(&h, e);
 	lim.high_water = e->write_buffer;
 	io_loop_set_limits(e->loop, &lim);
-	sfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0)
-		die_sys("unable to create a signalfd");
-	io_loop_watch(e->loop, sfd, POLLIN, on_signal, e);
-	if (nlisten == 0 && !io_loop_listen_inherited(e->loop, &io))
-		listen[nlisten++] = "-";
-	for (i = 0; i < nlisten; i++) {
-		if (!strcmp(listen[i], "-"))
-			e->stdio = 1;
-		if (io_loop_listen(e->loop, listen[i], &io, err, sizeof err) < 0)
-			die_x(EXIT_SYS, "%s", err);   /* io says "unable to listen on EP: why" */
-	}
-	if (ready_fd >= 0)
-		io_ready(ready_fd);
-
-	/* the loop: poll without sleeping while there is work, else wait */
-	for (int ran = 0;;) {
-		/* after a step: just look at the input; with requests that cannot
-		 * run yet: wake for their deadlines; with nothing: sleep */
-		int timeout = ran ? 0 : e->all ? 20 : -1;
-
-		if (!e->all && ((e->stdio && io_loop_nconns(e->loop) == 0) || e->stopping))
-			break;
-		if (io_loop_run_once(e->loop, timeout) < 0)
-			die_sys("unable to poll");
-		flow(e);
-		expire(e, now());
-		ran = step(e);
-	}
+	e->stdio = daemon_listen(e->loop, &cfg);
+	daemon_run(e->loop, &cfg, &ops, e);
 	/* everything answered: write what is queued and go */
 	if (!quiet) {
 		kv_stats st;
@@ -1264,7 +1267,7 @@ infer_main(int argc, char **argv, const infer_backend *be)
 	msgpack_sbuffer_destroy(&e->sb);
 	free(e->tab);
 	model_close(&e->m);
-	close(sfd);
+	free(cfg.listen);
 	return e->bad_input ? EXIT_SYS : 0;
 }
 

@@ -323,6 +323,8 @@ assert eval(sys.argv[1]), (a, t)' "$1"
 	[ "$status" -eq 0 ]
 	[ "$(val connections)" = 10001 ]
 	[ "$(val finish)" = length ]
-	# about 1 kB each
-	[ "$(val rss_growth_kb)" -lt 40000 ]
+	# about 1 kB each (under ASan its shadow and redzones make it ~14 kB)
+	limit=40000
+	case $SLUICE_BIN in *asan*) limit=250000 ;; esac
+	[ "$(val rss_growth_kb)" -lt "$limit" ]
 }

@@ -264,7 +264,27 @@ end_req(batchd *b, breq *r, const char *code, const char *message)
 {
 	if (r->state == R_FLIGHT)
 		send_cancel(b, r);
-	if (r->cl)
+	if (r->cl && !strcmp(code, "timeout")) {
+		/* as the engine ends a request past its deadline: finish timeout */
+		msgpack_packer pk;
+		stats_error(&b->st, code);
+		b->sb.size = 0;
+		msg_pk_init(&pk, &b->sb);
+		msgpack_pack_map(&pk, 4);
+		msg_pk_str(&pk, "id");
+		msg_pk_strn(&pk, r->id, r->idlen);
+		msg_pk_str(&pk, "tokens");
+		msgpack_pack_array(&pk, 0);
+		msg_pk_str(&pk, "finish");
+		msg_pk_str(&pk, "timeout");
+		msg_pk_str(&pk, "error");
+		msgpack_pack_map(&pk, 2);
+		msg_pk_str(&pk, "code");
+		msg_pk_str(&pk, code);
+		msg_pk_str(&pk, "message");
+		msg_pk_str(&pk, message);
+		io_send(r->cl->conn, b->sb.data, b->sb.size);
+	} else if (r->cl)
 		send_error(b, r->cl->conn, r->id, r->idlen, code, message);
 	b->st.finished[!strcmp(code, "timeout") ? ST_FIN_TIMEOUT : ST_FIN_ERROR]++;
 	req_free(b, r);

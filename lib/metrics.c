@@ -468,9 +468,10 @@ metrics_event(metrics *m, uint64_t stream, const msg *ev, double now)
 
 	/* a final event */
 	err = msg_get(ev, "error");
-	if (str_is(fin, flen, "error") && obj_str(obj_get(err, "code"), &code, &clen)) {
+	if (obj_str(obj_get(err, "code"), &code, &clen)) {
 		lbl_add(&m->ev.l[L_ERRORS], code, clen, 1);
-		/* refused before any work (timeout: batchd's deadline in its queue) */
+		/* refused before any work (timeout with an error: batchd's deadline
+		 * in its queue; the engine's own timeouts carry no error) */
 		if (str_is(code, clen, "overloaded") || str_is(code, clen, "rate_limited") ||
 		    str_is(code, clen, "draining") || str_is(code, clen, "timeout"))
 			lbl_add(&m->ev.l[L_REJECTIONS], code, clen, 1);

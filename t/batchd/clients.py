@@ -162,8 +162,8 @@ def deadline(path, n, ms):
     for _, ev in events(s, n, 60):
         if "finish" in ev:
             f = ev["finish"]
-            if f == "error":
-                f = "error:" + ev.get("error", {}).get("code", "")
+            if "error" in ev:
+                f = f + ":" + ev["error"].get("code", "")
             fin[f] = fin.get(f, 0) + 1
     for k in sorted(fin):
         print(k.replace(":", "_"), fin[k])

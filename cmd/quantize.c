@@ -25,7 +25,7 @@ evaluate(const char *in, const char *out, const char *text, uint32_t ctx, int th
 	int i;
 
 	for (i = 0; i < 2; i++) {
-		if (infer_perplexity_file(path[i], &cpu_infer_backend, threads, text, ctx, &ppl[i], &nll,
+		if (infer_perplexity_file(path[i], &cpu_backend, threads, text, ctx, &ppl[i], &nll,
 					  &ntok, &scored, err, sizeof err) < 0)
 			die_x(EXIT_SYS, "unable to evaluate: %s", err);
 		if (!scored)

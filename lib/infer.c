@@ -15,7 +15,6 @@
 #include "chat.h"
 #include "daemon.h"
 #include "die.h"
-#include "dot.h"
 #include "fetch.h"
 #include "infer.h"
 #include "io.h"
@@ -78,7 +77,7 @@ typedef struct req {
 } req;
 
 typedef struct engine {
-	const infer_backend *be;
+	const backend *be;
 	void *bk;
 	model m;
 	sched *s;
@@ -1055,7 +1054,7 @@ read_text(const char *path, char **buf, size_t *n)
 }
 
 int
-infer_main(int argc, char **argv, const infer_backend *be)
+infer_main(int argc, char **argv, const backend *be)
 {
 	static const struct option lo[] = {
 		{ "ctx", required_argument, 0, 'C' },
@@ -1157,11 +1156,9 @@ infer_main(int argc, char **argv, const infer_backend *be)
 	 * and the signals reach only the signalfd */
 	if (!ppl_file)
 		daemon_init();
-	if (getenv("SLUICE_SCALAR"))
-		dot_force_scalar(1);
 	if (!model_path)
 		model_path = fetch_model_path();
-	if (model_open(&e->m, model_path, err, sizeof err) < 0) {
+	if (model_open(&e->m, model_path, be->supports, err, sizeof err) < 0) {
 		if (access(model_path, R_OK) < 0) {
 			if (errno == ENOENT)
 				die_x(EXIT_SYS, "unable to open %s: %s; run: sluice model fetch", model_path,
@@ -1274,7 +1271,7 @@ infer_main(int argc, char **argv, const infer_backend *be)
 /* ------------------------------------------------------------- perplexity */
 
 size_t
-infer_perplexity(const model *m, const infer_backend *be, int threads, const uint32_t *ids,
+infer_perplexity(const model *m, const backend *be, int threads, const uint32_t *ids,
 		 size_t n, uint32_t ctx, double *ppl, double *nll_sum)
 {
 	uint32_t nchunks = (uint32_t)(n / ctx), bs = 16, par, nb, i, next = 0;
@@ -1362,7 +1359,7 @@ infer_perplexity(const model *m, const infer_backend *be, int threads, const uin
 }
 
 int
-infer_perplexity_file(const char *model_path, const infer_backend *be, int threads, const char *text_path,
+infer_perplexity_file(const char *model_path, const backend *be, int threads, const char *text_path,
 		      uint32_t ctx, double *ppl, double *nll_sum, size_t *n_tokens, size_t *scored,
 		      char *err, size_t errlen)
 {
@@ -1371,7 +1368,7 @@ infer_perplexity_file(const char *model_path, const infer_backend *be, int threa
 	size_t n;
 	model m;
 
-	if (model_open(&m, model_path, e2, sizeof e2) < 0) {
+	if (model_open(&m, model_path, be->supports, e2, sizeof e2) < 0) {
 		seterr(err, errlen, "unable to load %s: %s", model_path, e2);
 		return -1;
 	}

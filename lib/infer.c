@@ -19,6 +19,7 @@
 #include "infer.h"
 #include "io.h"
 #include "msg.h"
+#include "ppl.h"
 #include "sample.h"
 #include "stats.h"
 #include "tokenize.h"
@@ -1022,37 +1023,6 @@ on_turn(void *ud)
 	return step(ud);
 }
 
-static int
-read_text(const char *path, char **buf, size_t *n)
-{
-	FILE *f = fopen(path, "rb");
-	size_t cap = 1 << 16;
-
-	if (!f)
-		return -1;
-	*buf = xmalloc(cap);
-	*n = 0;
-	for (;;) {
-		size_t r = fread(*buf + *n, 1, cap - *n, f);
-		*n += r;
-		if (*n < cap)
-			break;
-		if (cap >= ((size_t)1 << 30)) {
-			errno = EFBIG;
-			fclose(f);
-			return -1;
-		}
-		cap *= 2;
-		*buf = xrealloc(*buf, cap);
-	}
-	if (ferror(f)) {
-		fclose(f);
-		return -1;
-	}
-	fclose(f);
-	return 0;
-}
-
 int
 infer_main(int argc, char **argv, const backend *be)
 {
@@ -1082,7 +1052,7 @@ infer_main(int argc, char **argv, const backend *be)
 	};
 	engine E, *e = &E;
 	static const daemon_ops ops = { on_drain, NULL, is_done, on_turn };
-	const char *model_path = 0, *ppl_file = 0;
+	const char *model_path = 0, *ppl_text = 0;
 	int threads = 0, quiet = 0, caching = 1, c;
 	daemon_cfg cfg = DAEMON_CFG_ZERO;
 	uint32_t ctx = 0, bs = 16, max_seqs = 64, max_batch = 512, ppl_ctx = 512;
@@ -1142,7 +1112,7 @@ infer_main(int argc, char **argv, const backend *be)
 			if (e->topts.chat < 0)
 				die_x(EXIT_USAGE, "unknown chat template \"%s\"; known: %s", optarg, chat_known());
 			break;
-		case 'p': ppl_file = optarg; break;
+		case 'p': ppl_text = optarg; break;
 		case 'X': ppl_ctx = parse_u32(optarg, 2, 1u << 20); break;
 		case 'h':
 			printf("usage: %s\n", USAGE);
@@ -1154,7 +1124,7 @@ infer_main(int argc, char **argv, const backend *be)
 		die_usage(USAGE);
 	/* blocked before any thread starts, so every thread inherits the mask
 	 * and the signals reach only the signalfd */
-	if (!ppl_file)
+	if (!ppl_text)
 		daemon_init();
 	if (!model_path)
 		model_path = fetch_model_path();
@@ -1169,16 +1139,16 @@ infer_main(int argc, char **argv, const backend *be)
 	}
 	model_types(&e->m, types, sizeof types);
 
-	if (ppl_file) {
+	if (ppl_text) {
 		size_t ntok, scored;
 		double ppl, nll;
 
 		model_close(&e->m);
-		if (infer_perplexity_file(model_path, be, threads, ppl_file, ppl_ctx, &ppl, &nll, &ntok,
-					  &scored, err, sizeof err) < 0)
+		if (ppl_file(model_path, be, threads, ppl_text, ppl_ctx, &ppl, &nll, &ntok, &scored, err,
+			     sizeof err) < 0)
 			die_x(EXIT_SYS, "%s", err);
 		if (!scored)
-			die_x(EXIT_NO, "%s has %zu tokens, fewer than one chunk of %u", ppl_file, ntok, ppl_ctx);
+			die_x(EXIT_NO, "%s has %zu tokens, fewer than one chunk of %u", ppl_text, ntok, ppl_ctx);
 		printf("perplexity %.4f tokens %zu scored %zu ctx %u nll %.6f\n", ppl, ntok, scored, ppl_ctx, nll);
 		return 0;
 	}
@@ -1266,123 +1236,4 @@ infer_main(int argc, char **argv, const backend *be)
 	model_close(&e->m);
 	free(cfg.listen);
 	return e->bad_input ? EXIT_SYS : 0;
-}
-
-/* ------------------------------------------------------------- perplexity */
-
-size_t
-infer_perplexity(const model *m, const backend *be, int threads, const uint32_t *ids,
-		 size_t n, uint32_t ctx, double *ppl, double *nll_sum)
-{
-	uint32_t nchunks = (uint32_t)(n / ctx), bs = 16, par, nb, i, next = 0;
-	size_t scored = 0;
-	double nll = 0;
-	sched_opts so;
-	sched *s;
-	void *bk;
-	char err[256];
-	uint32_t *row;   /* per chunk: the next position whose logits are due */
-
-	*ppl = *nll_sum = 0;
-	if (nchunks == 0)
-		return 0;
-	par = nchunks < 8 ? nchunks : 8;
-	nb = par * ((ctx + bs - 1) / bs) + 1;
-	memset(&so, 0, sizeof so);
-	so.n_blocks = nb;
-	so.block_size = bs;
-	so.max_seqs = 256;          /* also the logits rows of a step */
-	so.max_batch_tokens = 512;
-	so.max_ctx = ctx + 1;
-	so.caching = 0;
-	so.n_vocab = m->n_vocab;
-	s = sched_new(&so);
-	if (!s)
-		die_x(EXIT_SYS, "unable to start the scheduler for %u-token chunks", ctx);
-	bk = be->open(m, nb, bs, 512, 256, ctx + 1, threads, err, sizeof err);
-	if (!bk)
-		die_x(EXIT_SYS, "unable to start the %s backend: %s", be->name, err);
-	row = xcalloc(nchunks, sizeof *row);
-	for (;;) {
-		sched_batch *b;
-		sched_seq **qs;
-		uint32_t nq;
-
-		while (next < nchunks && sched_n_running(s) + sched_n_waiting(s) < par) {
-			sched_add(s, (void *)(uintptr_t)next, ids + (size_t)next * ctx, ctx, 0, 0, 1);
-			next++;
-		}
-		if (!(b = sched_step(s)))
-			break;
-		be->forward(bk, b);
-		sched_done(s);
-		qs = sched_stepped(s, &nq);
-		for (i = 0; i < nq; i++) {
-			sched_seq *q = qs[i];
-			uint32_t k, ch;
-
-			if (!q || !q->n_out)
-				continue;
-			ch = (uint32_t)(uintptr_t)q->ud;
-			for (k = 0; k < q->n_out; k++) {
-				uint32_t pos = q->n_done - q->n_out + k;   /* logits of position pos predict pos+1 */
-				const float *l = b->logits + (size_t)(q->out + k) * m->n_vocab;
-				double mx = -INFINITY, sum = 0;
-				uint32_t v;
-
-				if (pos + 1 >= ctx)
-					continue;
-				for (v = 0; v < m->n_vocab; v++)
-					if (l[v] > mx)
-						mx = l[v];
-				for (v = 0; v < m->n_vocab; v++)
-					sum += exp(l[v] - mx);
-				nll += -(l[q->tokens[pos + 1]] - mx - log(sum));
-				scored++;
-			}
-			row[ch] = q->n_done;
-			if (q->n_done == q->n_tokens)
-				sched_drop(s, q);
-		}
-		if (isatty(2))
-			fprintf(stderr, "\rperplexity: %zu/%zu tokens scored", scored,
-				(size_t)nchunks * (ctx - 1));
-	}
-	if (isatty(2))
-		fputc('\n', stderr);
-	free(row);
-	be->close(bk);
-	sched_free(s);
-	*nll_sum = nll;
-	*ppl = scored ? exp(nll / scored) : 0;
-	return scored;
-}
-
-int
-infer_perplexity_file(const char *model_path, const backend *be, int threads, const char *text_path,
-		      uint32_t ctx, double *ppl, double *nll_sum, size_t *n_tokens, size_t *scored,
-		      char *err, size_t errlen)
-{
-	tok_ids ids = TOK_IDS_INIT;
-	char *text, e2[256];
-	size_t n;
-	model m;
-
-	if (model_open(&m, model_path, be->supports, e2, sizeof e2) < 0) {
-		seterr(err, errlen, "unable to load %s: %s", model_path, e2);
-		return -1;
-	}
-	if (read_text(text_path, &text, &n) < 0) {
-		seterr(err, errlen, "unable to read %s: %s", text_path, strerror(errno));
-		model_close(&m);
-		return -1;
-	}
-	if (tok_encode(m.tok, text, n, 0, 0, &ids) < 0)
-		die_x(EXIT_SYS, "unable to tokenize: out of memory");
-	free(text);
-	*n_tokens = ids.n;
-	*scored = infer_perplexity(&m, be, threads, ids.v, ids.n, ctx, ppl, nll_sum);
-	tok_ids_free(&ids);
-	model_close(&m);
-	return 0;
 }

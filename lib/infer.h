@@ -1,7 +1,7 @@
-/* infer: the engine program that infer-cpu (and infer-gpu) run: options,
- * requests in from any endpoint, continuous batching through lib/sched, a
- * backend's forward pass, sampling, stop strings, and token events out.
- * A backend only implements "run this batch forward". */
+/* infer: the engine program that infer-cpu (and infer-gpu) run with their
+ * backend: options, then a daemon around lib/engine (endpoints, admission,
+ * fair turns between connections, flow control, the stats answer), or
+ * --perplexity through lib/ppl. */
 #ifndef SLUICE_INFER_H
 #define SLUICE_INFER_H
 

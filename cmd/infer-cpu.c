@@ -6,5 +6,5 @@
 int
 main(int argc, char **argv)
 {
-	return infer_main(argc, argv, &cpu_infer_backend);
+	return infer_main(argc, argv, &cpu_backend);
 }

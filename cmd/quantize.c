@@ -8,7 +8,7 @@
 
 #include "cpu.h"
 #include "die.h"
-#include "infer.h"
+#include "ppl.h"
 #include "quantize.h"
 
 #define USAGE "quantize [-t TYPE | -r RECIPE] [-j THREADS] [--keep GLOB]... [--report FILE.json] [--eval TEXT [--eval-ctx N]] [--allow-nonfinite] [-q] [-n] in.gguf [out.gguf]"
@@ -25,8 +25,8 @@ evaluate(const char *in, const char *out, const char *text, uint32_t ctx, int th
 	int i;
 
 	for (i = 0; i < 2; i++) {
-		if (infer_perplexity_file(path[i], &cpu_infer_backend, threads, text, ctx, &ppl[i], &nll,
-					  &ntok, &scored, err, sizeof err) < 0)
+		if (ppl_file(path[i], &cpu_backend, threads, text, ctx, &ppl[i], &nll, &ntok, &scored, err,
+			     sizeof err) < 0)
 			die_x(EXIT_SYS, "unable to evaluate: %s", err);
 		if (!scored)
 			die_x(EXIT_NO, "unable to evaluate: %s has %zu tokens, fewer than one chunk of %u",

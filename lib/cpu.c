@@ -835,10 +835,20 @@ cpu_free(cpu *c)
 
 /* ------------------------------------------------------------- as a backend */
 
+/* the weight types lib/dot multiplies */
+static int
+be_supports(uint32_t type)
+{
+	return dot_act_type(type) != (uint32_t)-1;
+}
+
 static void *
 be_open(const model *m, uint32_t n_blocks, uint32_t bs, uint32_t max_tokens, uint32_t max_out,
 	uint32_t max_ctx, int threads, char *err, size_t errlen)
 {
+	/* any SLUICE_SCALAR in the environment, even "0": the scalar kernels */
+	if (getenv("SLUICE_SCALAR"))
+		dot_force_scalar(1);
 	return cpu_new(m, n_blocks, bs, max_tokens, max_out, max_ctx, threads, err, errlen);
 }
 
@@ -860,6 +870,6 @@ be_describe(void *c)
 	return cpu_describe(c);
 }
 
-const infer_backend cpu_infer_backend = {
-	"cpu", cpu_block_bytes, be_open, be_forward, be_close, be_describe,
+const backend cpu_backend = {
+	"cpu", be_supports, cpu_block_bytes, be_open, be_forward, be_close, be_describe,
 };

@@ -8,8 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "model.h"
-#include "infer.h"
 #include "scheduler.h"
 
 typedef struct cpu cpu;
@@ -22,8 +22,8 @@ size_t cpu_block_bytes(const model *m, uint32_t block_size);
 cpu *cpu_new(const model *m, uint32_t n_blocks, uint32_t block_size, uint32_t max_tokens,
 	     uint32_t max_out, uint32_t max_ctx, int threads, char *err, size_t errlen);
 void cpu_free(cpu *c);
-/* The backend infer_main runs (infer-cpu, quantize --eval). */
-extern const infer_backend cpu_infer_backend;
+/* cpu as a backend (infer-cpu, quantize --eval). */
+extern const backend cpu_backend;
 
 /* "2 threads, AVX2" */
 const char *cpu_describe(cpu *c);

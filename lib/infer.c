@@ -1,28 +1,27 @@
-/* infer: the engine program (see infer.h and infer-cpu(1)). One thread
- * runs an io_loop for the endpoints and, between polls, one scheduler step:
- * new requests join the running batch at the next step, events go out as
- * soon as a step has produced them. */
+/* infer: the engine program (see infer.h and infer-cpu(1)): a daemon
+ * around lib/engine. One thread runs an io_loop for the endpoints and,
+ * between polls, one engine step: new requests join the running batch at
+ * the next step, events go out as soon as a step has produced them. Here
+ * are the options, the connections, admission (queue bounds, fair turns
+ * between connections), flow control for slow readers and the stats
+ * answer; the requests themselves are the engine's. */
 #include <errno.h>
 #include <getopt.h>
-#include <math.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "chat.h"
 #include "daemon.h"
 #include "die.h"
-#include "dot.h"
+#include "engine.h"
 #include "fetch.h"
 #include "infer.h"
 #include "io.h"
 #include "msg.h"
-#include "sample.h"
+#include "ppl.h"
 #include "stats.h"
-#include "tokenize.h"
 
 #define USAGE "infer-cpu [-m model] [-l endpoint]... [-t threads] [--ctx N] [--kv-mem BYTES] " \
 	"[--block-size N] [--max-seqs N] [--max-batch-tokens N] [--max-queue N] [--max-queue-per-conn N] " \
@@ -30,9 +29,6 @@
 	"[--max-connections N] [--backlog N] [--read-timeout S] [--max-partial BYTES] " \
 	"[--write-buffer BYTES] [--write-timeout S] [-d fd] [-q] " \
 	"| infer-cpu [-m model] [-t threads] --perplexity FILE [--ppl-ctx N]"
-
-#define MAX_STOP 16          /* stop strings per request */
-#define MAX_STOP_LEN 256     /* bytes of one stop string */
 
 /* ------------------------------------------------------------- state */
 
@@ -46,195 +42,69 @@ typedef struct conn_state {
 	struct conn_state *next, *prev;   /* every connection */
 } conn_state;
 
-typedef struct req {
-	io_conn *conn;
-	char *id;
-	size_t idlen;
-	uint64_t hash;
-	struct req *hnext;       /* in the id table */
-	struct req *next, *prev; /* in the list of all requests */
-	char *raw;               /* the request's bytes, for the keys passed through */
-	size_t rawlen;
-	sched_seq *seq;
-	sample_params sp;
-	sample_rng rng;
-	uint32_t max_new;
-	int stream, ignore_eos;
-	uint32_t n_logprobs;
-	char *stop[MAX_STOP];
-	size_t stoplen[MAX_STOP];
-	uint32_t nstop;
-	size_t maxstop;
-	char *text;              /* generated text so far */
-	size_t textlen, textcap;
-	uint32_t *tok_end;       /* text offset after each generated token */
-	sample_out *lp;          /* per generated token, when logprobs were asked */
-	uint32_t n_gen, gencap, n_emitted;
-	size_t text_emitted;
-	uint32_t n_prompt;
-	double t_arrived, t_sched, t_first, t_done, deadline;
-	double t_last;           /* the last token's time, for inter-token latency */
-	io_timer dl;             /* its deadline (timeout_ms) */
-} req;
-
-typedef struct engine {
-	const infer_backend *be;
-	void *bk;
+typedef struct infer {
+	engine *e;
 	model m;
-	sched *s;
 	io_loop *loop;
-	sample_ws ws;
-	tokenize_opts topts;
-	int chat;
-	uint32_t max_ctx, max_queue, max_queue_conn, max_tokens_default, max_seqs;
+	uint32_t max_queue, max_queue_conn;
 	double write_timeout;    /* seconds a client may leave --write-buffer of answers unread */
 	size_t write_buffer;
-	float temperature;
-	int text;                /* add "text" to events */
 	int stdio;               /* reading stdin: stop at its end */
 	int stopping;            /* a signal came: finish what runs, take nothing new */
 	io_timer flow_t;         /* while a client is backlogged: --write-timeout checks */
 	conn_state *conns;
-	uint64_t vnow;           /* fair queueing: the order of the latest request started */
 	int bad_input;           /* the stdin stream was broken: exit 111 once all is answered */
-	req **tab;               /* id table, chained */
-	size_t tabn;             /* buckets (power of two) */
-	req *all;
-	uint32_t n_req;
-	uint64_t seed_ctr;
-	tok_ids ids;
-	msgpack_sbuffer sb;
-	uint64_t steps, served;
-	stats st;                /* what the stats query answers (sluice(7)) */
-	int quiet;
-} engine;
+	msgpack_sbuffer sb;      /* the stats answer, a duplicate's refusal */
+	stats st;                /* what the stats query answers (sluice(7)), counted by the engine too */
+} infer;
 
-static double
-now(void)
+/* ------------------------------------------------------------- the engine's events */
+
+static void
+ev_send(void *ud, void *owner, const void *data, size_t n)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* ------------------------------------------------------------- id table */
-
-static uint64_t
-req_key(const io_conn *c, const char *id, size_t n)
-{
-	return msg_hash_id(id, n) ^ ((uint64_t)(uintptr_t)c * 0x9e3779b97f4a7c15ULL);
-}
-
-static req *
-req_find(engine *e, const io_conn *c, const char *id, size_t n)
-{
-	uint64_t h = req_key(c, id, n);
-	req *r;
-
-	for (r = e->tab[h & (e->tabn - 1)]; r; r = r->hnext)
-		if (r->hash == h && r->conn == c && r->idlen == n && !memcmp(r->id, id, n))
-			return r;
-	return 0;
+	(void)ud;
+	io_send(owner, data, n);
 }
 
 static void
-tab_grow(engine *e)
+ev_added(void *ud, void *owner)
 {
-	size_t n = e->tabn * 2, i;
-	req **t = xcalloc(n, sizeof *t);
-
-	for (i = 0; i < e->tabn; i++) {
-		req *r = e->tab[i], *nx;
-		for (; r; r = nx) {
-			nx = r->hnext;
-			r->hnext = t[r->hash & (n - 1)];
-			t[r->hash & (n - 1)] = r;
-		}
-	}
-	free(e->tab);
-	e->tab = t;
-	e->tabn = n;
+	(void)ud;
+	((conn_state *)io_conn_data(owner))->live++;
 }
 
 static void
-req_link(engine *e, req *r)
+ev_ended(void *ud, void *owner)
 {
-	size_t b;
+	conn_state *cs = io_conn_data(owner);
 
-	if (e->n_req + 1 > e->tabn)
-		tab_grow(e);
-	b = r->hash & (e->tabn - 1);
-	r->hnext = e->tab[b];
-	e->tab[b] = r;
-	r->next = e->all;
-	r->prev = 0;
-	if (e->all)
-		e->all->prev = r;
-	e->all = r;
-	e->n_req++;
-	((conn_state *)io_conn_data(r->conn))->live++;
-}
-
-static void
-req_free(engine *e, req *r)
-{
-	req **pp = &e->tab[r->hash & (e->tabn - 1)];
-	conn_state *cs = io_conn_data(r->conn);
-	uint32_t i;
-
-	io_timer_stop(e->loop, &r->dl);
-	while (*pp && *pp != r)
-		pp = &(*pp)->hnext;
-	if (*pp)
-		*pp = r->hnext;
-	if (r->prev)
-		r->prev->next = r->next;
-	else
-		e->all = r->next;
-	if (r->next)
-		r->next->prev = r->prev;
-	e->n_req--;
-	if (r->seq)
-		sched_drop(e->s, r->seq);
+	(void)ud;
 	cs->live--;
 	if (cs->eof && !cs->live)
-		io_shutdown(r->conn);
-	for (i = 0; i < r->nstop; i++)
-		free(r->stop[i]);
-	free(r->id);
-	free(r->raw);
-	free(r->text);
-	free(r->tok_end);
-	free(r->lp);
-	free(r);
+		io_shutdown(owner);
 }
 
-/* ------------------------------------------------------------- events */
-
-static void
-pack_error(engine *e, io_conn *c, const char *id, size_t idlen, const char *code, const char *message)
+static int
+ev_backlogged(void *ud, const void *owner)
 {
-	msgpack_packer pk;
-
-	stats_error(&e->st, code);
-	e->sb.size = 0;
-	msg_pk_init(&pk, &e->sb);
-	msg_pk_error(&pk, id, idlen, code, message);
-	io_send(c, e->sb.data, e->sb.size);
+	(void)ud;
+	return ((conn_state *)io_conn_data(owner))->backlogged;
 }
+
+/* ------------------------------------------------------------- requests */
 
 /* A second request with the id of one in flight is answered by an event
  * that does not carry "id" (so no client takes it for the first request's
  * answer) but "duplicate_id", with error code duplicate_id. */
 static void
-pack_duplicate(engine *e, io_conn *c, const char *id, size_t idlen)
+pack_duplicate(infer *d, io_conn *c, const char *id, size_t idlen)
 {
 	msgpack_packer pk;
 
-	stats_error(&e->st, "duplicate_id");
-	e->sb.size = 0;
-	msg_pk_init(&pk, &e->sb);
+	stats_error(&d->st, "duplicate_id");
+	d->sb.size = 0;
+	msg_pk_init(&pk, &d->sb);
 	msgpack_pack_map(&pk, 3);
 	msg_pk_str(&pk, "duplicate_id");
 	msg_pk_strn(&pk, id, idlen);
@@ -246,411 +116,91 @@ pack_duplicate(engine *e, io_conn *c, const char *id, size_t idlen)
 	msg_pk_str(&pk, "duplicate_id");
 	msg_pk_str(&pk, "message");
 	msg_pk_str(&pk, "a request with this id is in flight on this connection; this one was ignored");
-	io_send(c, e->sb.data, e->sb.size);
+	io_send(c, d->sb.data, d->sb.size);
 }
 
 /* The answer to {"op": "stats"}: at once, whatever is queued. */
 static void
-pack_stats(engine *e, io_conn *c, const msg *m)
+pack_stats(infer *d, io_conn *c, const msg *m)
 {
 	msgpack_packer pk;
-	kv_pool *kv = sched_kv(e->s);
 	stats_now sn = STATS_NOW_NONE;
 
-	sn.draining = e->stopping;
-	sn.connections = (int64_t)io_loop_nconns(e->loop);
-	sn.running = sched_n_running(e->s);
-	sn.waiting = sched_n_waiting(e->s);
-	sn.max_running = e->max_seqs;
-	sn.kv_used = kv_used(kv);
-	sn.kv_total = kv_n_blocks(kv);
-	e->sb.size = 0;
-	msg_pk_init(&pk, &e->sb);
-	stats_pack(&pk, m, &e->st, &sn);
-	io_send(c, e->sb.data, e->sb.size);
+	engine_now(d->e, &sn);
+	sn.draining = d->stopping;
+	sn.connections = (int64_t)io_loop_nconns(d->loop);
+	d->sb.size = 0;
+	msg_pk_init(&pk, &d->sb);
+	stats_pack(&pk, m, &d->st, &sn);
+	io_send(c, d->sb.data, d->sb.size);
 }
 
-/* the keys of a request that are the request's, not the user's: dropped from events */
-static const char *const req_keys[] = {
-	"id", "prompt", "messages", "tokens", "max_tokens", "temperature", "top_k", "top_p",
-	"min_p", "repeat_penalty", "presence_penalty", "frequency_penalty", "seed", "stop",
-	"stream", "priority", "timeout_ms", "cancel", "ignore_eos", "logprobs", "text",
-	"finish", "usage", "t", "error",
-};
-
-/* The length of the longest suffix of text that is a proper prefix of a
- * stop string: those bytes may yet become a stop and are held back. */
-static size_t
-stop_hold(const req *r)
-{
-	size_t best = 0, i, k;
-
-	for (i = 0; i < r->nstop; i++)
-		for (k = r->stoplen[i] - 1; k > best; k--)
-			if (k <= r->textlen && !memcmp(r->text + r->textlen - k, r->stop[i], k)) {
-				best = k;
-				break;
-			}
-	return best;
-}
-
-/* bytes at the end of p[0..n) that start an unfinished UTF-8 sequence */
-static size_t
-utf8_tail(const char *p, size_t n)
-{
-	size_t i, k;
-
-	for (i = 1; i <= 3 && i <= n; i++) {
-		unsigned char ch = (unsigned char)p[n - i];
-		if ((ch & 0xc0) == 0x80)
-			continue;
-		k = ch >= 0xf0 ? 4 : ch >= 0xe0 ? 3 : ch >= 0xc0 ? 2 : 1;
-		return k > i ? i : 0;
-	}
-	return 0;
-}
-
-/* Sends the tokens not yet sent (up to upto), and when finish is set the
- * final event with usage, timestamps and the user's keys. */
+/* Admission: what the daemon answers before the engine sees the request,
+ * in this order (a request with several faults is told the first): no
+ * id, a cancel, a malformed request, a duplicate id, a drain, a full
+ * queue. */
 static void
-emit(engine *e, req *r, uint32_t upto, const char *finish)
-{
-	msgpack_packer pk;
-	uint32_t i, nnew = 0, n = upto - r->n_emitted;
-	size_t tend = upto ? r->tok_end[upto - 1] : 0, tlen = 0;
-
-	if (!finish && n == 0)
-		return;
-	if (e->text) {
-		if (!finish)
-			tend -= utf8_tail(r->text, tend);
-		tlen = tend > r->text_emitted ? tend - r->text_emitted : 0;
-	}
-	e->sb.size = 0;
-	msg_pk_init(&pk, &e->sb);
-	nnew = 2 + (e->text != 0) + (r->n_logprobs > 0) + (finish ? 3 : 0);
-	if (finish) {
-		msg m = MSG_ZERO;
-		msgpack_zone z;
-		const char *err;
-
-		/* the user's own keys come back on the final event */
-		msgpack_zone_init(&z, 1024);
-		if (msg_unpack(r->raw, r->rawlen, 0, &z, &m, &err) == MSG_GOT)
-			msg_pk_passthrough(&pk, &m, req_keys, sizeof req_keys / sizeof *req_keys, nnew);
-		else
-			msgpack_pack_map(&pk, nnew);
-		msgpack_zone_destroy(&z);
-	} else {
-		msgpack_pack_map(&pk, nnew);
-	}
-	msg_pk_str(&pk, "id");
-	msg_pk_strn(&pk, r->id, r->idlen);
-	msg_pk_str(&pk, "tokens");
-	msgpack_pack_array(&pk, n);
-	for (i = r->n_emitted; i < upto; i++)
-		msgpack_pack_uint32(&pk, r->seq ? r->seq->tokens[r->n_prompt + i] : 0);
-	if (e->text) {
-		msg_pk_str(&pk, "text");
-		msg_pk_strn(&pk, r->text + r->text_emitted, tlen);
-		r->text_emitted += tlen;
-	}
-	if (r->n_logprobs) {
-		msg_pk_str(&pk, "logprobs");
-		msgpack_pack_array(&pk, n);
-		for (i = r->n_emitted; i < upto; i++) {
-			const sample_out *o = &r->lp[i];
-			uint32_t k;
-
-			msgpack_pack_map(&pk, 3);
-			msg_pk_str(&pk, "token");
-			msgpack_pack_uint32(&pk, o->token);
-			msg_pk_str(&pk, "logprob");
-			msgpack_pack_float(&pk, o->logprob);
-			msg_pk_str(&pk, "top");
-			msgpack_pack_array(&pk, o->n_top);
-			for (k = 0; k < o->n_top; k++) {
-				msgpack_pack_array(&pk, 2);
-				msgpack_pack_uint32(&pk, o->top_id[k]);
-				msgpack_pack_float(&pk, o->top_lp[k]);
-			}
-		}
-	}
-	if (finish) {
-		msg_pk_str(&pk, "finish");
-		msg_pk_str(&pk, finish);
-		msg_pk_str(&pk, "usage");
-		msgpack_pack_map(&pk, 3);
-		msg_pk_str(&pk, "prompt_tokens");
-		msgpack_pack_uint32(&pk, r->n_prompt);
-		msg_pk_str(&pk, "completion_tokens");
-		msgpack_pack_uint32(&pk, upto);
-		msg_pk_str(&pk, "cached_tokens");
-		msgpack_pack_uint32(&pk, r->seq ? r->seq->cached : 0);
-		msg_pk_str(&pk, "t");
-		msgpack_pack_map(&pk, 2 + (r->t_sched > 0) + (r->t_first > 0));
-		msg_pk_str(&pk, "arrived");
-		msgpack_pack_double(&pk, r->t_arrived);
-		if (r->t_sched > 0) {
-			msg_pk_str(&pk, "scheduled");
-			msgpack_pack_double(&pk, r->t_sched);
-		}
-		if (r->t_first > 0) {
-			msg_pk_str(&pk, "first_token");
-			msgpack_pack_double(&pk, r->t_first);
-		}
-		msg_pk_str(&pk, "done");
-		msgpack_pack_double(&pk, r->t_done);
-	}
-	r->n_emitted = upto;
-	io_send(r->conn, e->sb.data, e->sb.size);
-}
-
-/* Ends r: the tokens before any stop string, the final event, and its blocks freed. */
-static void
-finish(engine *e, req *r, const char *why, uint32_t upto)
-{
-	r->t_done = now();
-	e->served++;
-	stats_finish(&e->st, why);
-	stats_times(&e->st, r->t_arrived, r->t_sched, r->t_first, r->t_done);
-	if (r->seq)
-		e->st.preemptions += (uint64_t)r->seq->preempted;
-	if (upto < r->n_emitted)
-		upto = r->n_emitted;
-	emit(e, r, upto, why);
-	req_free(e, r);
-}
-
-/* ------------------------------------------------------------- requests */
-
-static void
-parse_sampling(engine *e, req *r, const msg *m)
-{
-	double d;
-	uint64_t u;
-	int64_t i;
-
-	r->sp = (sample_params)SAMPLE_PARAMS_DEFAULT;
-	r->sp.temperature = e->temperature;
-	if (msg_num(m, "temperature", &d) == 1)
-		r->sp.temperature = (float)d;
-	if (msg_num(m, "top_k", &d) == 1 && d > 0)
-		r->sp.top_k = d > 1e9 ? 0 : (uint32_t)d;
-	if (msg_num(m, "top_p", &d) == 1)
-		r->sp.top_p = (float)d;
-	if (msg_num(m, "min_p", &d) == 1)
-		r->sp.min_p = (float)d;
-	if (msg_num(m, "repeat_penalty", &d) == 1 && d > 0)
-		r->sp.repeat_penalty = (float)d;
-	if (msg_num(m, "presence_penalty", &d) == 1)
-		r->sp.presence_penalty = (float)d;
-	if (msg_num(m, "frequency_penalty", &d) == 1)
-		r->sp.frequency_penalty = (float)d;
-	if (msg_uint(m, "seed", &u) == 1)
-		r->sp.seed = u;
-	else if (msg_int(m, "seed", &i) == 1)
-		r->sp.seed = (uint64_t)i;
-	else if (msg_num(m, "seed", &d) == 1)
-		r->sp.seed = (uint64_t)(int64_t)d;
-	else
-		r->sp.seed = (uint64_t)time(0) * 0x9e3779b97f4a7c15ULL + ++e->seed_ctr;
-	if (msg_uint(m, "logprobs", &u) == 1)
-		r->n_logprobs = u > 20 ? 20 : (uint32_t)u;
-	r->sp.n_logprobs = r->n_logprobs;
-	sample_seed(&r->rng, r->sp.seed);
-}
-
-/* stop strings: 0 ok, -1 with err */
-static int
-parse_stop(req *r, const msg *m, char *err, size_t errlen)
-{
-	const msgpack_object *o = msg_get(m, "stop");
-	uint32_t i;
-
-	if (!o || o->type == MSGPACK_OBJECT_NIL)
-		return 0;
-	if (o->type != MSGPACK_OBJECT_ARRAY)
-		return 0;   /* msg_check_request refused other types */
-	if (o->via.array.size > MAX_STOP) {
-		seterr(err, errlen, "at most %d stop strings", MAX_STOP);
-		return -1;
-	}
-	for (i = 0; i < o->via.array.size; i++) {
-		const msgpack_object *s = &o->via.array.ptr[i];
-		size_t n = s->via.str.size;
-
-		if (n == 0)
-			continue;
-		if (n > MAX_STOP_LEN) {
-			seterr(err, errlen, "a stop string is longer than %d bytes", MAX_STOP_LEN);
-			return -1;
-		}
-		r->stop[r->nstop] = xmalloc(n);
-		memcpy(r->stop[r->nstop], s->via.str.ptr, n);
-		r->stoplen[r->nstop++] = n;
-		if (n > r->maxstop)
-			r->maxstop = n;
-	}
-	return 0;
-}
-
-static void on_deadline(io_loop *l, io_timer *t, void *ud);
-
-static void
-on_request(engine *e, io_conn *c, const msg *m)
+on_request(infer *d, io_conn *c, const msg *m)
 {
 	const char *id;
-	size_t idlen, ntok = 0, i;
+	size_t idlen;
 	char err[512];
-	const msgpack_object *to;
-	const uint32_t *ids;
-	uint32_t n, vocab = e->m.n_vocab;
-	int cancel = 0, b;
-	int64_t prio = 0;
-	uint64_t u;
+	int cancel = 0;
 	conn_state *cs = io_conn_data(c);
-	req *r;
 
 	switch (stats_is_query(m, err, sizeof err)) {
 	case 1:
-		pack_stats(e, c, m);
+		pack_stats(d, c, m);
 		return;
 	case -1:
-		pack_error(e, c, 0, (size_t)-1, "bad_request", err);
+		engine_error(d->e, c, 0, (size_t)-1, "bad_request", err);
 		return;
 	}
 	if (msg_str(m, "id", &id, &idlen) != 1) {
-		pack_error(e, c, 0, (size_t)-1, "bad_request", "request has no id (a string)");
+		engine_error(d->e, c, 0, (size_t)-1, "bad_request", "request has no id (a string)");
 		return;
 	}
 	if (msg_bool(m, "cancel", &cancel) == 1 && cancel) {
-		if ((r = req_find(e, c, id, idlen)))
-			finish(e, r, "cancelled", r->n_emitted);
+		engine_cancel(d->e, c, id, idlen);
 		return;
 	}
 	if (msg_check_request(m, err, sizeof err) < 0) {
-		pack_error(e, c, id, idlen, "bad_request", err);
+		engine_error(d->e, c, id, idlen, "bad_request", err);
 		return;
 	}
-	if (req_find(e, c, id, idlen)) {
-		pack_duplicate(e, c, id, idlen);
+	if (engine_has(d->e, c, id, idlen)) {
+		pack_duplicate(d, c, id, idlen);
 		return;
 	}
-	if (e->stopping) {
-		stats_reject(&e->st, "draining");
-		pack_error(e, c, id, idlen, "draining", "the engine is shutting down");
+	if (d->stopping) {
+		stats_reject(&d->st, "draining");
+		engine_error(d->e, c, id, idlen, "draining", "the engine is shutting down");
 		return;
 	}
 	/* a pipeline's producer is made to wait (on_request pauses it); a
 	 * client of a socket is told at once */
-	if (!io_conn_is_stdio(c) && sched_n_waiting(e->s) >= e->max_queue) {
-		snprintf(err, sizeof err, "%u requests are waiting already (--max-queue)", e->max_queue);
-		e->st.rejections[ST_REJ_OVERLOADED]++;
-		pack_error(e, c, id, idlen, "overloaded", err);
+	if (!io_conn_is_stdio(c) && engine_n_waiting(d->e) >= d->max_queue) {
+		snprintf(err, sizeof err, "%u requests are waiting already (--max-queue)", d->max_queue);
+		d->st.rejections[ST_REJ_OVERLOADED]++;
+		engine_error(d->e, c, id, idlen, "overloaded", err);
 		return;
 	}
-	if (!io_conn_is_stdio(c) && cs->live >= e->max_queue_conn) {
+	if (!io_conn_is_stdio(c) && cs->live >= d->max_queue_conn) {
 		snprintf(err, sizeof err, "this connection has %u requests in flight already (--max-queue-per-conn)",
 			 cs->live);
-		e->st.rejections[ST_REJ_OVERLOADED]++;
-		pack_error(e, c, id, idlen, "overloaded", err);
+		d->st.rejections[ST_REJ_OVERLOADED]++;
+		engine_error(d->e, c, id, idlen, "overloaded", err);
 		return;
 	}
-	/* the prompt: tokens as given, else tokenized here */
-	to = msg_get(m, "tokens");
-	if (to && to->type == MSGPACK_OBJECT_ARRAY) {
-		n = to->via.array.size;
-		if (n > e->max_ctx) {
-			snprintf(err, sizeof err, "the prompt has %u tokens; the context holds %u", n, e->max_ctx);
-			pack_error(e, c, id, idlen, "too_long", err);
-			return;
-		}
-		e->ids.n = 0;
-		for (i = 0; i < n; i++) {
-			uint64_t v = to->via.array.ptr[i].via.u64;
-			if (v >= vocab) {
-				snprintf(err, sizeof err, "token %llu at %zu is not in the vocabulary (%u tokens)",
-					 (unsigned long long)v, i, vocab);
-				pack_error(e, c, id, idlen, "bad_request", err);
-				return;
-			}
-			if (e->ids.n == e->ids.cap) {
-				e->ids.cap = e->ids.cap ? e->ids.cap * 2 : 1024;
-				e->ids.v = xrealloc(e->ids.v, e->ids.cap * sizeof *e->ids.v);
-			}
-			e->ids.v[e->ids.n++] = (uint32_t)v;
-		}
-	} else if (tokenize_encode(e->m.tok, &e->topts, e->chat, m, &e->ids, &ntok, err, sizeof err) < 0) {
-		pack_error(e, c, id, idlen, "bad_request", err);
-		return;
-	}
-	ids = e->ids.v;
-	n = (uint32_t)e->ids.n;
-	if (n == 0) {
-		pack_error(e, c, id, idlen, "bad_request", "the prompt is empty");
-		return;
-	}
-	if (n >= e->max_ctx) {
-		snprintf(err, sizeof err, "the prompt has %u tokens; the context holds %u", n, e->max_ctx);
-		pack_error(e, c, id, idlen, "too_long", err);
-		return;
-	}
-	r = xcalloc(1, sizeof *r);
-	r->t_arrived = now();
-	r->conn = c;
-	r->idlen = idlen;
-	r->id = xmalloc(idlen + 1);
-	memcpy(r->id, id, idlen);
-	r->id[idlen] = 0;
-	r->hash = req_key(c, id, idlen);
-	r->rawlen = m->len;
-	r->raw = xmalloc(m->len ? m->len : 1);
-	memcpy(r->raw, m->raw, m->len);
-	r->n_prompt = n;
-	r->max_new = e->max_tokens_default;
-	if (msg_uint(m, "max_tokens", &u) == 1)
-		r->max_new = u > e->max_ctx ? e->max_ctx : (uint32_t)u;
-	if (msg_bool(m, "stream", &b) == 1)
-		r->stream = b;
-	if (msg_bool(m, "ignore_eos", &b) == 1)
-		r->ignore_eos = b;
-	if (msg_int(m, "priority", &prio) != 1)
-		prio = 0;
-	r->dl = (io_timer)IO_TIMER_ZERO;
-	if (msg_uint(m, "timeout_ms", &u) == 1)
-		r->deadline = r->t_arrived + u / 1000.0;
-	parse_sampling(e, r, m);
-	if (parse_stop(r, m, err, sizeof err) < 0) {
-		pack_error(e, c, id, idlen, "bad_request", err);
-		for (i = 0; i < r->nstop; i++)
-			free(r->stop[i]);
-		free(r->id);
-		free(r->raw);
-		free(r);
-		return;
-	}
-	req_link(e, r);
-	if (r->deadline > 0) {
-		r->dl.cb = on_deadline;
-		r->dl.ud = e;
-		io_timer_after(e->loop, &r->dl, r->deadline - r->t_arrived);
-	}
-	e->st.requests++;
-	e->st.prompt_tokens += n;
-	if (r->max_new == 0) {
-		finish(e, r, "length", 0);
-		return;
-	}
-	r->seq = sched_add(e->s, r, ids, n, r->max_new, prio, 0);
 	/* fair queueing: within a priority, connections take turns (start-time
 	 * fair queueing with a cost of one per request), so a client with a
 	 * backlog of thousands delays another's request by a few steps only */
-	if (cs->vt < e->vnow)
-		cs->vt = e->vnow;
-	sched_set_order(e->s, r->seq, cs->vt++);
-	r->seq->paused = cs->backlogged;
-	if (io_conn_is_stdio(c) && (sched_n_waiting(e->s) >= e->max_queue || cs->live >= e->max_queue_conn)) {
+	if (cs->vt < engine_order_started(d->e))
+		cs->vt = engine_order_started(d->e);
+	if (engine_add(d->e, c, m, cs->vt) < 1)
+		return;
+	cs->vt++;
+	if (io_conn_is_stdio(c) && (engine_n_waiting(d->e) >= d->max_queue || cs->live >= d->max_queue_conn)) {
 		cs->paused = 1;
 		io_conn_pause(c, 1);
 	}
@@ -661,15 +211,15 @@ on_request(engine *e, io_conn *c, const msg *m)
 static void
 on_open(io_loop *l, io_conn *c, void *ud)
 {
-	engine *e = ud;
+	infer *d = ud;
 	conn_state *cs = xcalloc(1, sizeof *cs);
 
 	(void)l;
 	cs->conn = c;
-	cs->next = e->conns;
-	if (e->conns)
-		e->conns->prev = cs;
-	e->conns = cs;
+	cs->next = d->conns;
+	if (d->conns)
+		d->conns->prev = cs;
+	d->conns = cs;
 	io_conn_set_data(c, cs);
 }
 
@@ -684,7 +234,7 @@ static void
 on_bad(io_loop *l, io_conn *c, const char *why, void *ud)
 {
 	(void)l;
-	pack_error(ud, c, 0, (size_t)-1, "bad_request", why);
+	engine_error(((infer *)ud)->e, c, 0, (size_t)-1, "bad_request", why);
 }
 
 static void
@@ -702,34 +252,27 @@ on_eof(io_loop *l, io_conn *c, void *ud)
 static void
 on_broken(io_loop *l, io_conn *c, const char *why, void *ud)
 {
-	engine *e = ud;
+	infer *d = ud;
 	char msg[512];
 
 	(void)l;
 	warn_x("%s: %s", io_conn_name(c), why);
 	snprintf(msg, sizeof msg, "%s; the requests before it are answered, nothing after it is read", why);
-	pack_error(e, c, 0, (size_t)-1, "bad_request", msg);
+	engine_error(d->e, c, 0, (size_t)-1, "bad_request", msg);
 	if (io_conn_is_stdio(c))
-		e->bad_input = 1;
+		d->bad_input = 1;
 }
 
 static void
 on_close(io_loop *l, io_conn *c, const char *why, void *ud)
 {
-	engine *e = ud;
+	infer *d = ud;
 	conn_state *cs = io_conn_data(c);
-	uint32_t n = cs->live;
-	req *r, *next;
+	uint32_t n;
 
 	(void)l;
 	/* nobody to answer: what it asked for is cancelled, its blocks freed */
-	for (r = e->all; r; r = next) {
-		next = r->next;
-		if (r->conn == c)
-			req_free(e, r);
-	}
-	e->st.gone += n;
-	e->st.finished[ST_FIN_CANCELLED] += n;
+	n = engine_drop(d->e, c, 0, 0);
 	if (why && n)
 		warn_x("%s: %s: %u request%s cancelled", io_conn_name(c), why, n, n == 1 ? "" : "s");
 	else if (why)
@@ -737,106 +280,11 @@ on_close(io_loop *l, io_conn *c, const char *why, void *ud)
 	if (cs->prev)
 		cs->prev->next = cs->next;
 	else
-		e->conns = cs->next;
+		d->conns = cs->next;
 	if (cs->next)
 		cs->next->prev = cs->prev;
 	free(cs);
 	io_conn_set_data(c, 0);
-}
-
-/* ------------------------------------------------------------- sampling */
-
-/* true when the text now ends with a stop string; *at is where it starts */
-static int
-stop_found(const req *r, size_t from, size_t *at)
-{
-	uint32_t i;
-
-	for (i = 0; i < r->nstop; i++) {
-		size_t n = r->stoplen[i], p;
-		size_t start = from > n ? from - n + 1 : 0;
-		if (n > r->textlen)
-			continue;
-		for (p = start; p + n <= r->textlen; p++)
-			if (!memcmp(r->text + p, r->stop[i], n)) {
-				*at = p;
-				return 1;
-			}
-	}
-	return 0;
-}
-
-/* Samples the next token of r from its logits row and decides whether r goes on. */
-static void
-advance(engine *e, req *r, float *logits, double t)
-{
-	sched_seq *q = r->seq;
-	sample_out so;
-	char piece[256];
-	size_t pl, from = r->textlen, at;
-	uint32_t tokn;
-
-	sample_token(&r->sp, &r->rng, &e->ws, logits, e->m.n_vocab, q->tokens, q->n_tokens, &so);
-	tokn = so.token;
-	if (r->t_first == 0)
-		r->t_first = t;
-	else
-		hist_observe(&e->st.h[HIST_ITL], HIST_ITL, t - r->t_last);
-	r->t_last = t;
-	e->st.generation_tokens++;
-	if (!r->ignore_eos && tok_is_eog(e->m.tok, tokn)) {
-		finish(e, r, "stop", r->n_gen);
-		return;
-	}
-	sched_push(e->s, q, tokn);
-	if (r->n_gen == r->gencap) {
-		r->gencap = r->gencap ? r->gencap * 2 : 64;
-		r->tok_end = xrealloc(r->tok_end, r->gencap * sizeof *r->tok_end);
-		if (r->n_logprobs)
-			r->lp = xrealloc(r->lp, r->gencap * sizeof *r->lp);
-	}
-	if (r->n_logprobs)
-		r->lp[r->n_gen] = so;
-	if (r->nstop || e->text) {
-		pl = tok_piece(e->m.tok, tokn, 0, piece, sizeof piece);
-		if (pl > sizeof piece)
-			pl = 0;   /* no vocabulary entry is that long; never mind */
-		if (r->textlen + pl > r->textcap) {
-			r->textcap = (r->textlen + pl) * 2 + 64;
-			r->text = xrealloc(r->text, r->textcap);
-		}
-		memcpy(r->text + r->textlen, piece, pl);
-		r->textlen += pl;
-	}
-	r->tok_end[r->n_gen++] = (uint32_t)r->textlen;
-	if (r->nstop && stop_found(r, from, &at)) {
-		/* the answer ends before the token the stop string begins in */
-		uint32_t k = 0;
-		while (k < r->n_gen && r->tok_end[k] <= at)
-			k++;
-		r->textlen = at;
-		if (k > 0 && r->tok_end[k - 1] > at)
-			k--;
-		r->tok_end[r->n_gen - 1] = (uint32_t)at;
-		finish(e, r, "stop", k);
-		return;
-	}
-	if (r->n_gen >= r->max_new) {
-		finish(e, r, "length", r->n_gen);
-		return;
-	}
-	if (q->n_tokens + 1 >= e->max_ctx) {
-		finish(e, r, "length", r->n_gen);
-		return;
-	}
-	if (r->stream) {
-		/* hold back tokens that may be the start of a stop string */
-		size_t safe = r->textlen - stop_hold(r);
-		uint32_t k = r->n_gen;
-		while (k > r->n_emitted && r->tok_end[k - 1] > safe)
-			k--;
-		emit(e, r, k, 0);
-	}
 }
 
 /* Flow control, once per turn of the loop. A connection whose unsent
@@ -846,61 +294,41 @@ advance(engine *e, req *r, float *logits, double t)
  * ended with error slow_consumer. A paused stdin is read again once the
  * queue has room. */
 static void
-flow(engine *e)
+flow(infer *d)
 {
 	conn_state *cs;
-	req *r, *next;
 	int changed = 0;
 
-	for (cs = e->conns; cs; cs = cs->next) {
-		int b = io_conn_queued(cs->conn) > e->write_buffer;
+	for (cs = d->conns; cs; cs = cs->next) {
+		int b = io_conn_queued(cs->conn) > d->write_buffer;
 		double stall;
 
 		if (b != cs->backlogged)
 			cs->backlogged = b, changed = 1;
-		if (cs->paused && sched_n_waiting(e->s) < e->max_queue && cs->live < e->max_queue_conn) {
+		if (cs->paused && engine_n_waiting(d->e) < d->max_queue && cs->live < d->max_queue_conn) {
 			cs->paused = 0;
 			io_conn_pause(cs->conn, 0);
 		}
-		if (!b || !cs->live || io_conn_is_stdio(cs->conn) || e->write_timeout <= 0)
+		if (!b || !cs->live || io_conn_is_stdio(cs->conn) || d->write_timeout <= 0)
 			continue;
 		stall = io_conn_backlog(cs->conn);
-		if (stall < e->write_timeout)
+		if (stall < d->write_timeout)
 			continue;
 		warn_x("%s: slow consumer: %zu bytes of answers unread for %.0f s (--write-timeout): "
 		       "%u request%s ended", io_conn_name(cs->conn), io_conn_queued(cs->conn), stall,
 		       cs->live, cs->live == 1 ? "" : "s");
-		for (r = e->all; r; r = next) {
-			next = r->next;
-			if (r->conn != cs->conn)
-				continue;
-			e->st.finished[ST_FIN_ERROR]++;
-			pack_error(e, r->conn, r->id, r->idlen, "slow_consumer",
-				   "the client left its answers unread past --write-timeout");
-			req_free(e, r);
-		}
+		engine_drop(d->e, cs->conn, "slow_consumer",
+			    "the client left its answers unread past --write-timeout");
 	}
 	if (changed)
-		for (r = e->all; r; r = r->next)
-			if (r->seq)
-				r->seq->paused = ((conn_state *)io_conn_data(r->conn))->backlogged;
+		engine_backlog_changed(d->e);
 	/* a backlogged client may sit still: look again in a second */
-	for (cs = e->conns; cs; cs = cs->next)
+	for (cs = d->conns; cs; cs = cs->next)
 		if (cs->backlogged && cs->live) {
-			if (!io_timer_is_set(&e->flow_t))
-				io_timer_after(e->loop, &e->flow_t, 1);
+			if (!io_timer_is_set(&d->flow_t))
+				io_timer_after(d->loop, &d->flow_t, 1);
 			break;
 		}
-}
-
-/* A request's timeout_ms passed: it ends with what it has. */
-static void
-on_deadline(io_loop *l, io_timer *t, void *ud)
-{
-	req *r = (req *)((char *)t - offsetof(req, dl));
-
-	(void)l;
-	finish(ud, r, "timeout", r->n_emitted > r->n_gen ? r->n_emitted : r->n_gen);
 }
 
 static void
@@ -909,43 +337,6 @@ on_flow(io_loop *l, io_timer *t, void *ud)
 	(void)l;
 	(void)t;
 	flow(ud);
-}
-
-/* One scheduler step: 1 if something ran. */
-static int
-step(engine *e)
-{
-	sched_batch *b = sched_step(e->s);
-	sched_seq **qs;
-	uint32_t n, i;
-	double t;
-
-	if (!b)
-		return 0;
-	t = now();
-	qs = sched_stepped(e->s, &n);
-	for (i = 0; i < n; i++) {
-		req *r = qs[i]->ud;
-		if (r->t_sched == 0) {
-			r->t_sched = t;
-			e->st.prefix_queries += r->n_prompt;
-			e->st.prefix_hits += qs[i]->cached;
-			if (qs[i]->order > e->vnow)
-				e->vnow = qs[i]->order;
-		}
-	}
-	e->be->forward(e->bk, b);
-	sched_done(e->s);
-	e->steps++;
-	t = now();
-	qs = sched_stepped(e->s, &n);
-	for (i = 0; i < n; i++) {
-		sched_seq *q = qs[i];
-		if (!q || q->n_out == 0 || q->n_done != q->n_tokens)
-			continue;
-		advance(e, q->ud, b->logits + (size_t)q->out * e->m.n_vocab, t);
-	}
-	return 1;
 }
 
 /* ------------------------------------------------------------- options */
@@ -1002,16 +393,16 @@ parse_u32(const char *s, uint32_t lo, uint32_t hi)
 static void
 on_drain(void *ud)
 {
-	((engine *)ud)->stopping = 1;
+	((infer *)ud)->stopping = 1;
 }
 
 /* everything answered, and the input ended or a signal came */
 static int
 is_done(void *ud)
 {
-	engine *e = ud;
+	infer *d = ud;
 
-	return !e->all && ((e->stdio && io_loop_nconns(e->loop) == 0) || e->stopping);
+	return !engine_n_requests(d->e) && ((d->stdio && io_loop_nconns(d->loop) == 0) || d->stopping);
 }
 
 /* after every poll: flow control, then one step (1 if it ran: poll again
@@ -1019,43 +410,47 @@ is_done(void *ud)
 static int
 on_turn(void *ud)
 {
-	flow(ud);
-	return step(ud);
+	infer *d = ud;
+
+	flow(d);
+	return engine_step(d->e);
 }
 
-static int
-read_text(const char *path, char **buf, size_t *n)
+/* The model, or death with the message that helps: a missing default
+ * model is fetched with sluice model fetch. */
+static void
+open_model(model *m, const char *path, const backend *be)
 {
-	FILE *f = fopen(path, "rb");
-	size_t cap = 1 << 16;
+	char err[512];
 
-	if (!f)
-		return -1;
-	*buf = xmalloc(cap);
-	*n = 0;
-	for (;;) {
-		size_t r = fread(*buf + *n, 1, cap - *n, f);
-		*n += r;
-		if (*n < cap)
-			break;
-		if (cap >= ((size_t)1 << 30)) {
-			errno = EFBIG;
-			fclose(f);
-			return -1;
+	if (model_open(m, path, be->supports, err, sizeof err) < 0) {
+		if (access(path, R_OK) < 0) {
+			if (errno == ENOENT)
+				die_x(EXIT_SYS, "unable to open %s: %s; run: sluice model fetch", path, strerror(errno));
+			die_sys("unable to open %s", path);
 		}
-		cap *= 2;
-		*buf = xrealloc(*buf, cap);
+		die_x(EXIT_SYS, "unable to load %s: %s", path, err);
 	}
-	if (ferror(f)) {
-		fclose(f);
-		return -1;
-	}
-	fclose(f);
+}
+
+/* infer-cpu --perplexity FILE */
+static int
+perplexity(const char *model_path, const backend *be, int threads, const char *text, uint32_t ctx)
+{
+	size_t ntok, scored;
+	double ppl, nll;
+	char err[512];
+
+	if (ppl_file(model_path, be, threads, text, ctx, &ppl, &nll, &ntok, &scored, err, sizeof err) < 0)
+		die_x(EXIT_SYS, "%s", err);
+	if (!scored)
+		die_x(EXIT_NO, "%s has %zu tokens, fewer than one chunk of %u", text, ntok, ctx);
+	printf("perplexity %.4f tokens %zu scored %zu ctx %u nll %.6f\n", ppl, ntok, scored, ctx, nll);
 	return 0;
 }
 
 int
-infer_main(int argc, char **argv, const infer_backend *be)
+infer_main(int argc, char **argv, const backend *be)
 {
 	static const struct option lo[] = {
 		{ "ctx", required_argument, 0, 'C' },
@@ -1081,34 +476,29 @@ infer_main(int argc, char **argv, const infer_backend *be)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
-	engine E, *e = &E;
 	static const daemon_ops ops = { on_drain, NULL, is_done, on_turn };
-	const char *model_path = 0, *ppl_file = 0;
-	int threads = 0, quiet = 0, caching = 1, c;
+	static const engine_events ev = { ev_send, ev_added, ev_ended, ev_backlogged };
+	infer D, *d = &D;
+	engine_opts eo = ENGINE_OPTS_DEFAULT;
+	const char *model_path = 0, *ppl_text = 0;
+	int quiet = 0, lowered, rc, c;
 	daemon_cfg cfg = DAEMON_CFG_ZERO;
-	uint32_t ctx = 0, bs = 16, max_seqs = 64, max_batch = 512, ppl_ctx = 512;
-	uint64_t kv_mem = 0;
+	uint32_t ppl_ctx = 512;
 	char err[512], types[256];
-	size_t block_bytes;
-	uint32_t n_blocks;
-	sched_opts so;
 	io_handler h = { on_open, on_msg, on_bad, on_close, on_eof, on_broken };
 	io_limits lim = { 1024, 30000, (size_t)64 << 20, 0 };
 
-	memset(e, 0, sizeof *e);
+	memset(d, 0, sizeof *d);
 	die_init(argv[0]);
 	cfg.listen = xcalloc(17, sizeof *cfg.listen);
-	e->flow_t = (io_timer)IO_TIMER_ZERO;
-	e->flow_t.cb = on_flow;
-	e->flow_t.ud = e;
-	stats_init(&e->st, die_prog);
-	e->be = be;
-	e->max_queue = 4096;
-	e->max_queue_conn = 1024;
-	e->write_buffer = (size_t)1 << 20;
-	e->write_timeout = 30;
-	e->max_tokens_default = 256;
-	e->topts = (tokenize_opts)TOKENIZE_OPTS_DEFAULT;
+	d->flow_t = (io_timer)IO_TIMER_ZERO;
+	d->flow_t.cb = on_flow;
+	d->flow_t.ud = d;
+	stats_init(&d->st, die_prog);
+	d->max_queue = 4096;
+	d->max_queue_conn = 1024;
+	d->write_buffer = (size_t)1 << 20;
+	d->write_timeout = 30;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "m:l:t:d:qh", lo, 0)) != -1) {
 		switch (c) {
@@ -1118,32 +508,32 @@ infer_main(int argc, char **argv, const infer_backend *be)
 				die_usage(USAGE);
 			cfg.listen[cfg.nlisten++] = optarg;
 			break;
-		case 't': threads = (int)parse_u32(optarg, 1, 1024); break;
+		case 't': eo.threads = (int)parse_u32(optarg, 1, 1024); break;
 		case 'd': cfg.ready_fd = (int)parse_u32(optarg, 0, 1 << 20); break;
 		case 'q': quiet = 1; break;
-		case 'C': ctx = parse_u32(optarg, 2, 1u << 24); break;
-		case 'K': kv_mem = parse_size(optarg); break;
-		case 'B': bs = parse_u32(optarg, 1, 1024); break;
-		case 'S': max_seqs = parse_u32(optarg, 1, 4096); break;
-		case 'N': max_batch = parse_u32(optarg, 1, 65536); break;
-		case 'Q': e->max_queue = parse_u32(optarg, 1, 1u << 24); break;
-		case 'q' + 256: e->max_queue_conn = parse_u32(optarg, 1, 1u << 24); break;
+		case 'C': eo.ctx = parse_u32(optarg, 2, 1u << 24); break;
+		case 'K': eo.kv_mem = parse_size(optarg); break;
+		case 'B': eo.block_size = parse_u32(optarg, 1, 1024); break;
+		case 'S': eo.max_seqs = parse_u32(optarg, 1, 4096); break;
+		case 'N': eo.max_batch_tokens = parse_u32(optarg, 1, 65536); break;
+		case 'Q': d->max_queue = parse_u32(optarg, 1, 1u << 24); break;
+		case 'q' + 256: d->max_queue_conn = parse_u32(optarg, 1, 1u << 24); break;
 		case 'c' + 256: lim.max_conns = parse_u32(optarg, 1, 1u << 20); break;
 		case 'b' + 256: cfg.io.backlog = (int)parse_u32(optarg, 1, 1u << 16); break;
 		case 'r' + 256: lim.read_timeout_ms = (unsigned)(parse_secs(optarg) * 1000); break;
 		case 'p' + 256: lim.max_partial = parse_size(optarg); break;
-		case 'w' + 256: e->write_buffer = parse_size(optarg); break;
-		case 't' + 256: e->write_timeout = parse_secs(optarg); break;
-		case 'M': e->max_tokens_default = parse_u32(optarg, 0, 1u << 24); break;
-		case 'T': e->temperature = strtof(optarg, 0); break;
-		case 'P': caching = 0; break;
-		case 'x': e->text = 1; break;
+		case 'w' + 256: d->write_buffer = parse_size(optarg); break;
+		case 't' + 256: d->write_timeout = parse_secs(optarg); break;
+		case 'M': eo.max_tokens = parse_u32(optarg, 0, 1u << 24); break;
+		case 'T': eo.temperature = strtof(optarg, 0); break;
+		case 'P': eo.caching = 0; break;
+		case 'x': eo.text = 1; break;
 		case 'c':
-			e->topts.chat = chat_by_name(optarg);
-			if (e->topts.chat < 0)
+			eo.topts.chat = chat_by_name(optarg);
+			if (eo.topts.chat < 0)
 				die_x(EXIT_USAGE, "unknown chat template \"%s\"; known: %s", optarg, chat_known());
 			break;
-		case 'p': ppl_file = optarg; break;
+		case 'p': ppl_text = optarg; break;
 		case 'X': ppl_ctx = parse_u32(optarg, 2, 1u << 20); break;
 		case 'h':
 			printf("usage: %s\n", USAGE);
@@ -1155,237 +545,70 @@ infer_main(int argc, char **argv, const infer_backend *be)
 		die_usage(USAGE);
 	/* blocked before any thread starts, so every thread inherits the mask
 	 * and the signals reach only the signalfd */
-	if (!ppl_file)
+	if (!ppl_text)
 		daemon_init();
-	if (getenv("SLUICE_SCALAR"))
-		dot_force_scalar(1);
 	if (!model_path)
 		model_path = fetch_model_path();
-	if (model_open(&e->m, model_path, err, sizeof err) < 0) {
-		if (access(model_path, R_OK) < 0) {
-			if (errno == ENOENT)
-				die_x(EXIT_SYS, "unable to open %s: %s; run: sluice model fetch", model_path,
-				      strerror(errno));
-			die_sys("unable to open %s", model_path);
-		}
-		die_x(EXIT_SYS, "unable to load %s: %s", model_path, err);
-	}
-	model_types(&e->m, types, sizeof types);
-
-	if (ppl_file) {
-		size_t ntok, scored;
-		double ppl, nll;
-
-		model_close(&e->m);
-		if (infer_perplexity_file(model_path, be, threads, ppl_file, ppl_ctx, &ppl, &nll, &ntok,
-					  &scored, err, sizeof err) < 0)
-			die_x(EXIT_SYS, "%s", err);
-		if (!scored)
-			die_x(EXIT_NO, "%s has %zu tokens, fewer than one chunk of %u", ppl_file, ntok, ppl_ctx);
-		printf("perplexity %.4f tokens %zu scored %zu ctx %u nll %.6f\n", ppl, ntok, scored, ppl_ctx, nll);
-		return 0;
+	open_model(&d->m, model_path, be);
+	if (ppl_text) {
+		model_close(&d->m);
+		return perplexity(model_path, be, eo.threads, ppl_text, ppl_ctx);
 	}
 
-	/* the cache: --kv-mem, else 256 MiB but at least one full context */
-	if (!ctx)
-		ctx = e->m.ctx_train < 8192 ? e->m.ctx_train : 8192;
-	block_bytes = be->block_bytes(&e->m, bs);
-	if (!kv_mem) {
-		kv_mem = (uint64_t)256 << 20;
-		if (kv_mem < (uint64_t)((ctx + bs - 1) / bs) * block_bytes)
-			kv_mem = (uint64_t)((ctx + bs - 1) / bs) * block_bytes;
+	/* the engine, and its summary */
+	if (engine_size(&eo, &d->m, be, &lowered, err, sizeof err) < 0) {
+		if (lowered && !quiet)
+			warn_x("the cache holds %u tokens: --ctx lowered to that", eo.ctx);
+		die_x(EXIT_USAGE, "%s", err);
 	}
-	if (kv_mem / block_bytes < 1 || kv_mem / block_bytes > (1u << 24))
-		die_x(EXIT_USAGE, "--kv-mem %llu holds %llu blocks of %zu bytes; need 1 to 2^24",
-		      (unsigned long long)kv_mem, (unsigned long long)(kv_mem / block_bytes), block_bytes);
-	n_blocks = (uint32_t)(kv_mem / block_bytes);
-	if ((uint64_t)n_blocks * bs < ctx) {
-		ctx = n_blocks * bs;
-		if (!quiet)
-			warn_x("the cache holds %u tokens: --ctx lowered to that", ctx);
-	}
-	if (ctx < 2)
-		die_x(EXIT_USAGE, "the cache holds fewer than 2 tokens; raise --kv-mem");
-	e->max_ctx = ctx;
-	e->chat = tokenize_chat_id(e->m.tok, &e->topts);
-	memset(&so, 0, sizeof so);
-	so.n_blocks = n_blocks;
-	so.block_size = bs;
-	so.max_seqs = max_seqs;
-	e->max_seqs = max_seqs;
-	so.max_batch_tokens = max_batch;
-	so.max_ctx = ctx;
-	so.caching = caching;
-	so.n_vocab = e->m.n_vocab;
-	e->s = sched_new(&so);
-	if (!e->s)
-		die_x(EXIT_USAGE, "a cache of %u blocks of %u tokens is not possible", n_blocks, bs);
-	e->bk = be->open(&e->m, n_blocks, bs, max_batch, max_seqs, ctx, threads, err, sizeof err);
-	if (!e->bk)
-		die_x(EXIT_SYS, "unable to start the %s backend: %s", be->name, err);
+	if (lowered && !quiet)
+		warn_x("the cache holds %u tokens: --ctx lowered to that", eo.ctx);
+	d->loop = io_loop_new(&h, d);
+	eo.loop = d->loop;
+	eo.st = &d->st;
+	if ((rc = engine_new(&d->e, &d->m, be, &eo, &ev, d, err, sizeof err)))
+		die_x(rc, "%s", err);
+	model_types(&d->m, types, sizeof types);
 	if (!quiet)
 		fprintf(stderr, "%s: %s (%s, %u layers, dim %u, %u/%u heads, vocab %u), %s, %.1f MB mapped; "
 			"KV %.1f MB (%u blocks of %u tokens, F16), ctx %u, %u seqs, %u tokens/step, %s\n",
-			die_prog, e->m.name, e->m.arch_name, e->m.n_layers, e->m.dim, e->m.n_heads,
-			e->m.n_kv_heads, e->m.n_vocab, types, e->m.g.size / 1e6,
-			(double)n_blocks * block_bytes / 1e6, n_blocks, bs, ctx, max_seqs, max_batch,
-			be->describe(e->bk));
+			die_prog, d->m.name, d->m.arch_name, d->m.n_layers, d->m.dim, d->m.n_heads,
+			d->m.n_kv_heads, d->m.n_vocab, types, d->m.g.size / 1e6,
+			(double)eo.n_blocks * eo.block_bytes / 1e6, eo.n_blocks, eo.block_size, eo.ctx,
+			eo.max_seqs, eo.max_batch_tokens, engine_describe(d->e));
 
 	/* endpoints */
-	e->tabn = 256;
-	e->tab = xcalloc(e->tabn, sizeof *e->tab);
-	msgpack_sbuffer_init(&e->sb);
-	e->loop = io_loop_new(&h, e);
-	lim.high_water = e->write_buffer;
-	io_loop_set_limits(e->loop, &lim);
-	e->stdio = daemon_listen(e->loop, &cfg);
-	daemon_run(e->loop, &cfg, &ops, e);
+	msgpack_sbuffer_init(&d->sb);
+	lim.high_water = d->write_buffer;
+	io_loop_set_limits(d->loop, &lim);
+	d->stdio = daemon_listen(d->loop, &cfg);
+	daemon_run(d->loop, &cfg, &ops, d);
 	/* everything answered: write what is queued and go */
 	if (!quiet) {
-		kv_stats st;
-		kv_get_stats(sched_kv(e->s), &st);
+		uint64_t served, steps;
+		kv_stats kv;
+
+		engine_totals(d->e, &served, &steps, &kv);
 		fprintf(stderr, "%s: %llu requests, %llu tokens generated in %llu steps, %llu preemptions, "
 			"prefix cache %llu/%llu blocks hit, %llu evicted; %llu cancelled, %llu cancelled "
 			"as their client went away, %llu timed out, %llu slow consumers, %llu refused "
 			"overloaded, %llu bad requests\n", die_prog,
-			(unsigned long long)e->served, (unsigned long long)e->st.generation_tokens,
-			(unsigned long long)e->steps, (unsigned long long)e->st.preemptions,
-			(unsigned long long)st.hit_blocks, (unsigned long long)st.lookups_blocks,
-			(unsigned long long)st.evictions,
-			(unsigned long long)(e->st.finished[ST_FIN_CANCELLED] - e->st.gone),
-			(unsigned long long)e->st.gone, (unsigned long long)e->st.finished[ST_FIN_TIMEOUT],
-			(unsigned long long)e->st.errors[ST_ERR_SLOW_CONSUMER],
-			(unsigned long long)e->st.errors[ST_ERR_OVERLOADED],
-			(unsigned long long)(e->st.errors[ST_ERR_BAD_REQUEST] + e->st.errors[ST_ERR_TOO_LONG]
-					     + e->st.errors[ST_ERR_DUPLICATE_ID]));
+			(unsigned long long)served, (unsigned long long)d->st.generation_tokens,
+			(unsigned long long)steps, (unsigned long long)d->st.preemptions,
+			(unsigned long long)kv.hit_blocks, (unsigned long long)kv.lookups_blocks,
+			(unsigned long long)kv.evictions,
+			(unsigned long long)(d->st.finished[ST_FIN_CANCELLED] - d->st.gone),
+			(unsigned long long)d->st.gone, (unsigned long long)d->st.finished[ST_FIN_TIMEOUT],
+			(unsigned long long)d->st.errors[ST_ERR_SLOW_CONSUMER],
+			(unsigned long long)d->st.errors[ST_ERR_OVERLOADED],
+			(unsigned long long)(d->st.errors[ST_ERR_BAD_REQUEST] + d->st.errors[ST_ERR_TOO_LONG]
+					     + d->st.errors[ST_ERR_DUPLICATE_ID]));
 	}
-	io_loop_free(e->loop);
-	be->close(e->bk);
-	sched_free(e->s);
-	sample_ws_free(&e->ws);
-	tok_ids_free(&e->ids);
-	msgpack_sbuffer_destroy(&e->sb);
-	free(e->tab);
-	model_close(&e->m);
+	/* closing the connections drops what they had left (nothing, when done) */
+	io_loop_free(d->loop);
+	engine_free(d->e);
+	msgpack_sbuffer_destroy(&d->sb);
+	model_close(&d->m);
 	free(cfg.listen);
-	return e->bad_input ? EXIT_SYS : 0;
-}
-
-/* ------------------------------------------------------------- perplexity */
-
-size_t
-infer_perplexity(const model *m, const infer_backend *be, int threads, const uint32_t *ids,
-		 size_t n, uint32_t ctx, double *ppl, double *nll_sum)
-{
-	uint32_t nchunks = (uint32_t)(n / ctx), bs = 16, par, nb, i, next = 0;
-	size_t scored = 0;
-	double nll = 0;
-	sched_opts so;
-	sched *s;
-	void *bk;
-	char err[256];
-	uint32_t *row;   /* per chunk: the next position whose logits are due */
-
-	*ppl = *nll_sum = 0;
-	if (nchunks == 0)
-		return 0;
-	par = nchunks < 8 ? nchunks : 8;
-	nb = par * ((ctx + bs - 1) / bs) + 1;
-	memset(&so, 0, sizeof so);
-	so.n_blocks = nb;
-	so.block_size = bs;
-	so.max_seqs = 256;          /* also the logits rows of a step */
-	so.max_batch_tokens = 512;
-	so.max_ctx = ctx + 1;
-	so.caching = 0;
-	so.n_vocab = m->n_vocab;
-	s = sched_new(&so);
-	if (!s)
-		die_x(EXIT_SYS, "unable to start the scheduler for %u-token chunks", ctx);
-	bk = be->open(m, nb, bs, 512, 256, ctx + 1, threads, err, sizeof err);
-	if (!bk)
-		die_x(EXIT_SYS, "unable to start the %s backend: %s", be->name, err);
-	row = xcalloc(nchunks, sizeof *row);
-	for (;;) {
-		sched_batch *b;
-		sched_seq **qs;
-		uint32_t nq;
-
-		while (next < nchunks && sched_n_running(s) + sched_n_waiting(s) < par) {
-			sched_add(s, (void *)(uintptr_t)next, ids + (size_t)next * ctx, ctx, 0, 0, 1);
-			next++;
-		}
-		if (!(b = sched_step(s)))
-			break;
-		be->forward(bk, b);
-		sched_done(s);
-		qs = sched_stepped(s, &nq);
-		for (i = 0; i < nq; i++) {
-			sched_seq *q = qs[i];
-			uint32_t k, ch;
-
-			if (!q || !q->n_out)
-				continue;
-			ch = (uint32_t)(uintptr_t)q->ud;
-			for (k = 0; k < q->n_out; k++) {
-				uint32_t pos = q->n_done - q->n_out + k;   /* logits of position pos predict pos+1 */
-				const float *l = b->logits + (size_t)(q->out + k) * m->n_vocab;
-				double mx = -INFINITY, sum = 0;
-				uint32_t v;
-
-				if (pos + 1 >= ctx)
-					continue;
-				for (v = 0; v < m->n_vocab; v++)
-					if (l[v] > mx)
-						mx = l[v];
-				for (v = 0; v < m->n_vocab; v++)
-					sum += exp(l[v] - mx);
-				nll += -(l[q->tokens[pos + 1]] - mx - log(sum));
-				scored++;
-			}
-			row[ch] = q->n_done;
-			if (q->n_done == q->n_tokens)
-				sched_drop(s, q);
-		}
-		if (isatty(2))
-			fprintf(stderr, "\rperplexity: %zu/%zu tokens scored", scored,
-				(size_t)nchunks * (ctx - 1));
-	}
-	if (isatty(2))
-		fputc('\n', stderr);
-	free(row);
-	be->close(bk);
-	sched_free(s);
-	*nll_sum = nll;
-	*ppl = scored ? exp(nll / scored) : 0;
-	return scored;
-}
-
-int
-infer_perplexity_file(const char *model_path, const infer_backend *be, int threads, const char *text_path,
-		      uint32_t ctx, double *ppl, double *nll_sum, size_t *n_tokens, size_t *scored,
-		      char *err, size_t errlen)
-{
-	tok_ids ids = TOK_IDS_INIT;
-	char *text, e2[256];
-	size_t n;
-	model m;
-
-	if (model_open(&m, model_path, e2, sizeof e2) < 0) {
-		seterr(err, errlen, "unable to load %s: %s", model_path, e2);
-		return -1;
-	}
-	if (read_text(text_path, &text, &n) < 0) {
-		seterr(err, errlen, "unable to read %s: %s", text_path, strerror(errno));
-		model_close(&m);
-		return -1;
-	}
-	if (tok_encode(m.tok, text, n, 0, 0, &ids) < 0)
-		die_x(EXIT_SYS, "unable to tokenize: out of memory");
-	free(text);
-	*n_tokens = ids.n;
-	*scored = infer_perplexity(&m, be, threads, ids.v, ids.n, ctx, ppl, nll_sum);
-	tok_ids_free(&ids);
-	model_close(&m);
-	return 0;
+	return d->bad_input ? EXIT_SYS : 0;
 }

@@ -6,11 +6,14 @@
 #include <string.h>
 
 #include "die.h"
-#include "dot.h"
 #include "model.h"
 #include "quant.h"
 
-#define ENGINE_TYPES "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K"
+/* the weight types, in the order people list them (quantize's) */
+static const uint32_t shown[] = {
+	QUANT_F32, QUANT_F16, QUANT_BF16, QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_1, QUANT_Q5_0, QUANT_Q5_1,
+	QUANT_Q4_K, QUANT_Q6_K,
+};
 
 /* ARCH.suffix as a u64; 0 absent, -1 wrong type */
 static int
@@ -90,16 +93,25 @@ tensor(const model *m, const char *name, uint64_t cols, uint64_t rows, int optio
 	return t;
 }
 
+/* a weight matrix of a type the backend runs (supports; NULL: any) */
 static int
-mat(model *m, model_mat *w, const char *name, uint32_t cols, uint32_t rows, char *err, size_t errlen)
+mat(model *m, model_mat *w, const char *name, uint32_t cols, uint32_t rows, int (*supports)(uint32_t),
+    char *err, size_t errlen)
 {
 	const gguf_tensor *t = tensor(m, name, cols, rows, 0, err, errlen);
+	char list[256];
+	size_t i, off = 0;
 
 	if (!t || t == (const gguf_tensor *)-1)
 		return -1;
-	if (dot_act_type(t->type) == (uint32_t)-1) {
-		seterr(err, errlen, "%s has type %s, which the engine does not support; supported: "
-		       ENGINE_TYPES, name, gguf_type_name(t->type));
+	if (supports && !supports(t->type)) {
+		list[0] = 0;
+		for (i = 0; i < sizeof shown / sizeof *shown; i++)
+			if (supports(shown[i]))
+				off += snprintf(list + off, sizeof list - off, "%s%s", off ? ", " : "",
+						gguf_type_name(shown[i]));
+		seterr(err, errlen, "%s has type %s, which the engine does not support; supported: %s",
+		       name, gguf_type_name(t->type), list);
 		return -1;
 	}
 	w->data = t->data;
@@ -214,7 +226,7 @@ hparams(model *m, char *err, size_t errlen)
 }
 
 int
-model_open(model *m, const char *path, char *err, size_t errlen)
+model_open(model *m, const char *path, int (*supports)(uint32_t), char *err, size_t errlen)
 {
 	const gguf_tensor *te;
 	char name[96];
@@ -236,12 +248,12 @@ model_open(model *m, const char *path, char *err, size_t errlen)
 		goto fail;
 	}
 	m->n_vocab = (uint32_t)te->ne[1];
-	if (mat(m, &m->embd, "token_embd.weight", m->dim, m->n_vocab, err, errlen) < 0)
+	if (mat(m, &m->embd, "token_embd.weight", m->dim, m->n_vocab, supports, err, errlen) < 0)
 		goto fail;
 	if (vec(m, &m->out_norm, "output_norm.weight", m->dim, 0, err, errlen) < 0)
 		goto fail;
 	if (gguf_tensor_find(&m->g, "output.weight")) {
-		if (mat(m, &m->output, "output.weight", m->dim, m->n_vocab, err, errlen) < 0)
+		if (mat(m, &m->output, "output.weight", m->dim, m->n_vocab, supports, err, errlen) < 0)
 			goto fail;
 	} else {
 		m->output = m->embd;
@@ -258,17 +270,17 @@ model_open(model *m, const char *path, char *err, size_t errlen)
 		int qw = m->arch == MODEL_QWEN2;
 #define T(s) (snprintf(name, sizeof name, "blk.%u.%s", i, s), name)
 		if (vec(m, &l->attn_norm, T("attn_norm.weight"), m->dim, 0, err, errlen) < 0
-		    || mat(m, &l->wq, T("attn_q.weight"), m->dim, qd, err, errlen) < 0
-		    || mat(m, &l->wk, T("attn_k.weight"), m->dim, kvd, err, errlen) < 0
-		    || mat(m, &l->wv, T("attn_v.weight"), m->dim, kvd, err, errlen) < 0
-		    || mat(m, &l->wo, T("attn_output.weight"), qd, m->dim, err, errlen) < 0
+		    || mat(m, &l->wq, T("attn_q.weight"), m->dim, qd, supports, err, errlen) < 0
+		    || mat(m, &l->wk, T("attn_k.weight"), m->dim, kvd, supports, err, errlen) < 0
+		    || mat(m, &l->wv, T("attn_v.weight"), m->dim, kvd, supports, err, errlen) < 0
+		    || mat(m, &l->wo, T("attn_output.weight"), qd, m->dim, supports, err, errlen) < 0
 		    || vec(m, &l->bq, T("attn_q.bias"), qd, !qw, err, errlen) < 0
 		    || vec(m, &l->bk, T("attn_k.bias"), kvd, !qw, err, errlen) < 0
 		    || vec(m, &l->bv, T("attn_v.bias"), kvd, !qw, err, errlen) < 0
 		    || vec(m, &l->ffn_norm, T("ffn_norm.weight"), m->dim, 0, err, errlen) < 0
-		    || mat(m, &l->gate, T("ffn_gate.weight"), m->dim, m->ff, err, errlen) < 0
-		    || mat(m, &l->up, T("ffn_up.weight"), m->dim, m->ff, err, errlen) < 0
-		    || mat(m, &l->down, T("ffn_down.weight"), m->ff, m->dim, err, errlen) < 0)
+		    || mat(m, &l->gate, T("ffn_gate.weight"), m->dim, m->ff, supports, err, errlen) < 0
+		    || mat(m, &l->up, T("ffn_up.weight"), m->dim, m->ff, supports, err, errlen) < 0
+		    || mat(m, &l->down, T("ffn_down.weight"), m->ff, m->dim, supports, err, errlen) < 0)
 			goto fail;
 #undef T
 	}

@@ -57,11 +57,12 @@ typedef struct model {
 #define MODEL_ZERO {GGUF_ZERO}
 
 /* Maps path and checks everything the forward pass relies on: known
- * architecture, every tensor present with the right shape, a weight type the
- * engine multiplies ("blk.3.ffn_down.weight has type Q5_K, which the engine
- * does not support; supported: ..."), head sizes that divide. 0 ok; -1 with
- * err (the model is then closed). */
-int model_open(model *m, const char *path, char *err, size_t errlen);
+ * architecture, every tensor present with the right shape, weight types
+ * the backend runs (supports: the backend's own, backend.h; NULL: any
+ * type) ("blk.3.ffn_down.weight has type Q5_K, which the engine does not
+ * support; supported: ..."), head sizes that divide. 0 ok; -1 with err
+ * (the model is then closed). */
+int model_open(model *m, const char *path, int (*supports)(uint32_t), char *err, size_t errlen);
 void model_close(model *m);
 /* "Q4_1 x210, F32 x61, Q8_0 x1": the weight types, for the load summary. */
 void model_types(const model *m, char *buf, size_t n);

@@ -50,7 +50,7 @@ main(int argc, char **argv)
 	toks = xmalloc(n * sizeof *toks);
 	for (i = 0; i < n; i++)
 		toks[i] = (uint32_t)strtoul(argv[optind + i], 0, 10);
-	if (model_open(&m, path, err, sizeof err) < 0)
+	if (model_open(&m, path, cpu_backend.supports, err, sizeof err) < 0)
 		die_x(EXIT_SYS, "unable to load %s: %s", path, err);
 	for (i = 0; i < n; i++)
 		if (toks[i] >= m.n_vocab)

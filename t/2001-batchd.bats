@@ -209,7 +209,7 @@ s = json.load(sys.stdin); assert s["rejections"]["timeout"] == int(sys.argv[1]),
 	python3 - "$T/b" "$BP" >"$T/out" <<-'PY' &
 	import socket, sys, time, os, signal, msgpack
 	s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
-	s.sendall(msgpack.packb({"id": "a", "tokens": [1, 2], "max_tokens": 300, "ignore_eos": True, "stream": True}))
+	s.sendall(msgpack.packb({"id": "a", "tokens": [1, 2], "max_tokens": 3000, "ignore_eos": True, "stream": True}))
 	u = msgpack.Unpacker(raw=False)
 	u.feed(s.recv(65536))
 	os.kill(int(sys.argv[2]), signal.SIGTERM)

@@ -11,7 +11,6 @@
  * flushed whenever the program is about to wait for input. */
 
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -27,13 +26,10 @@
 #include "json.h"
 #include "msg.h"
 
-#define USAGE "sluice cat [-j|-m] [-i json|msgpack] [-u endpoint] [-t ms]"
 #define CHUNK 65536
 #define OUT_FLUSH_AT (256u << 10)   /* stdout is written in blocks this big */
 #define SEND_STOP (8u << 20)        /* stop reading stdin with this much unsent */
 #define SEND_GO (1u << 20)          /* and start again below this */
-
-enum { K_AUTO, K_JSON, K_MSGPACK };
 
 /* ---- pending request ids (client mode) ------------------------------------ */
 
@@ -136,7 +132,7 @@ pend_free(pendtab *t)
 /* ---- state ------------------------------------------------------------------ */
 
 typedef struct cat {
-	int in, out;           /* K_JSON or K_MSGPACK (in may be K_AUTO until the first byte) */
+	int in, out;           /* CAT_JSON or CAT_MSGPACK (in may be CAT_AUTO until the first byte) */
 	int out_forced;
 	msg_dec dec;           /* msgpack input */
 	char *line;            /* JSON input: a line not yet complete */
@@ -209,7 +205,7 @@ out_put(cat *c, const void *p, size_t n)
 static void
 out_msg(cat *c, const msgpack_object *root, const char *raw, size_t len)
 {
-	if (c->out == K_MSGPACK) {
+	if (c->out == CAT_MSGPACK) {
 		out_put(c, raw, len);
 		return;
 	}
@@ -269,7 +265,7 @@ input_json(cat *c, const char *p, size_t n)
 		c->skipped = 1;
 		return;
 	}
-	if (!c->loop && c->out == K_MSGPACK) {
+	if (!c->loop && c->out == CAT_MSGPACK) {
 		out_put(c, c->sb.data, c->sb.size);
 		return;
 	}
@@ -370,15 +366,15 @@ feed(cat *c, const char *p, size_t n)
 
 	if (!n)
 		return;
-	if (c->in == K_AUTO) {
+	if (c->in == CAT_AUTO) {
 		b = (unsigned char)p[0];
 		c->in = b == '{' || b == '[' || b == ' ' || b == '\t' || b == '\r' || b == '\n' ?
-			K_JSON : K_MSGPACK;
+			CAT_JSON : CAT_MSGPACK;
 	}
 	/* by default the other kind; a client answers in the kind it was given */
 	if (!c->out_forced)
-		c->out = (c->in == K_JSON) == !c->ep ? K_MSGPACK : K_JSON;
-	if (c->in == K_JSON)
+		c->out = (c->in == CAT_JSON) == !c->ep ? CAT_MSGPACK : CAT_JSON;
+	if (c->in == CAT_JSON)
 		feed_json(c, p, n);
 	else
 		feed_msgpack(c, p, n);
@@ -391,10 +387,10 @@ input_end(cat *c)
 	size_t left;
 
 	c->eof = 1;
-	if (c->in == K_JSON && c->llen && !c->discarding)
+	if (c->in == CAT_JSON && c->llen && !c->discarding)
 		input_json(c, c->line, c->llen);
 	c->llen = 0;
-	if (c->in == K_MSGPACK && (left = msg_dec_pending(&c->dec))) {
+	if (c->in == CAT_MSGPACK && (left = msg_dec_pending(&c->dec))) {
 		warn_x("message %zu: input ends inside a message (%zu bytes)", c->nmsg + 1, left);
 		c->skipped = 1;
 	}
@@ -585,62 +581,18 @@ run_client(cat *c)
 	c->loop = NULL;
 }
 
-/* ---- main ---------------------------------------------------------------------- */
-
-static unsigned long
-number(const char *s)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (!*s || *end || errno || *s == '-')
-		die_usage(USAGE);
-	return v;
-}
+/* ---- running ------------------------------------------------------------------ */
 
 int
-cat_main(int argc, char **argv)
+cat_run(const cat_opts *o)
 {
 	cat c = {0};
-	unsigned long timeout = 0;
-	int opt, ret;
+	int ret;
 
-	c.in = K_AUTO;
-	optind = 1;
-	opterr = 0;
-	while ((opt = getopt(argc, argv, "+hjmi:u:t:")) != -1) {
-		switch (opt) {
-		case 'h':
-			printf("usage: %s\n", USAGE);
-			return 0;
-		case 'j': c.out = K_JSON; c.out_forced = 1; break;
-		case 'm': c.out = K_MSGPACK; c.out_forced = 1; break;
-		case 'i':
-			if (!strcmp(optarg, "json"))
-				c.in = K_JSON;
-			else if (!strcmp(optarg, "msgpack"))
-				c.in = K_MSGPACK;
-			else
-				die_usage(USAGE);
-			break;
-		case 'u': c.ep = optarg; break;
-		case 't': timeout = number(optarg); break;
-		default: die_usage(USAGE);
-		}
-	}
-	if (optind != argc)
-		die_usage(USAGE);
-	if (c.ep) {
-		io_addr a = IO_ADDR_ZERO;
-		char err[512];
-		if (io_addr_parse(c.ep, &a, err, sizeof err) < 0) {
-			fprintf(stderr, "%s: usage: %s: %s\n", die_prog, USAGE, err);
-			exit(EXIT_USAGE);
-		}
-		io_addr_free(&a);
-	}
+	c.in = o->in;
+	c.out = o->out;
+	c.out_forced = o->out != CAT_AUTO;
+	c.ep = o->ep;
 	msg_dec_init(&c.dec, NULL);
 	c.maxline = 4 * c.dec.lim.max_bytes;
 	c.ocap = 2 * OUT_FLUSH_AT;
@@ -650,8 +602,8 @@ cat_main(int argc, char **argv)
 	msg_pk_init(&c.pk, &c.sb);
 	if (!msgpack_zone_init(&c.zone, MSGPACK_ZONE_CHUNK_SIZE))
 		die_x(EXIT_SYS, "unable to allocate memory: msgpack zone");
-	if (timeout)
-		arm_timeout(timeout);
+	if (o->timeout_ms)
+		arm_timeout(o->timeout_ms);
 	if (c.ep)
 		run_client(&c);
 	else

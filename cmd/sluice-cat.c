@@ -8,7 +8,7 @@
 
 #include "cat.h"
 #include "die.h"
-#include "io.h"
+#include "addr.h"
 #include "sluice.h"
 
 #define USAGE "sluice cat [-j|-m] [-i json|msgpack] [-u endpoint] [-t ms]"
@@ -57,13 +57,13 @@ cmd_cat(int argc, char **argv)
 	if (optind != argc)
 		die_usage(USAGE);
 	if (o.ep) {
-		io_addr a = IO_ADDR_ZERO;
+		addr a = ADDR_ZERO;
 		char err[512];
-		if (io_addr_parse(o.ep, &a, err, sizeof err) < 0) {
+		if (addr_parse(o.ep, &a, err, sizeof err) < 0) {
 			fprintf(stderr, "%s: usage: %s: %s\n", die_prog, USAGE, err);
 			exit(EXIT_USAGE);
 		}
-		io_addr_free(&a);
+		addr_free(&a);
 	}
 	return cat_run(&o);
 }

@@ -1,4 +1,5 @@
-/* io: endpoints and the poll loop (io.h).
+/* io: endpoints and the poll loop (io.h); addresses are parsed by addr.c,
+ * sockets made by sock.c.
  *
  * Endpoints, as addr_parse reads them and the loop uses them:
  *
@@ -48,7 +49,6 @@
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -57,7 +57,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,6 +64,7 @@
 #include "die.h"
 #include "io.h"
 #include "rq.h"
+#include "sock.h"
 
 #define IO_FLUSH_AT  (64 * 1024)   /* queued bytes written at once, not at sleep */
 #define IO_HIGH_WATER (4 << 20)    /* default: queued bytes above which a peer is not read */
@@ -166,7 +166,6 @@ high_water(const io_loop *l)
 
 /* ---- helpers ------------------------------------------------------------- */
 
-
 static char *
 xprintf(const char *fmt, ...)
 {
@@ -190,42 +189,6 @@ push(void ***arr, size_t *n, void *p)
 {
 	*arr = xrealloc(*arr, (*n + 1) * sizeof **arr);
 	(*arr)[(*n)++] = p;
-}
-
-static int
-set_nonblock(int fd, int on)
-{
-	int fl = fcntl(fd, F_GETFL);
-
-	if (fl < 0)
-		return -1;
-	fl = on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK;
-	return fcntl(fd, F_SETFL, fl);
-}
-
-static void
-set_cloexec(int fd)
-{
-	int fl = fcntl(fd, F_GETFD);
-
-	if (fl >= 0)
-		fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
-}
-
-static int
-is_socket(int fd)
-{
-	struct stat st;
-
-	return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
-}
-
-static int
-is_pipe_or_socket(int fd)
-{
-	struct stat st;
-
-	return fstat(fd, &st) == 0 && (S_ISSOCK(st.st_mode) || S_ISFIFO(st.st_mode));
 }
 
 /* ---- the loop ------------------------------------------------------------- */
@@ -494,8 +457,8 @@ conn_new(io_loop *l, int rfd, int wfd, char *name, const msg_limits *lim)
 	c->lim = lim;
 	msg_dec_init(&c->dec, lim);
 	if (rfd >= 0 && rfd == wfd) {
-		c->sock = is_socket(rfd);
-		set_nonblock(rfd, 1);
+		c->sock = sock_is_socket(rfd);
+		sock_nonblock(rfd, 1);
 		c->nonblock = 1;
 	}
 	push((void ***)&l->cs, &l->ncs, c);
@@ -1017,15 +980,15 @@ conn_stdio(io_loop *l, const io_opts *o, char *err, size_t errlen)
 	}
 	c = conn_new(l, 0, 1, xstrdup("-"), o->lim);
 	c->stdio = 1;
-	c->sock = is_socket(1);
-	if (is_pipe_or_socket(0)) {
+	c->sock = sock_is_socket(1);
+	if (sock_is_pipe_or_socket(0)) {
 		c->rflags = fcntl(0, F_GETFL);
-		set_nonblock(0, 1);
+		sock_nonblock(0, 1);
 		c->nonblock = 1;
 	}
-	if (is_pipe_or_socket(1)) {
+	if (sock_is_pipe_or_socket(1)) {
 		c->wflags = fcntl(1, F_GETFL);
-		set_nonblock(1, 1);
+		sock_nonblock(1, 1);
 		c->wwatch = 1;
 	}
 	l->have_stdio = 1;
@@ -1051,14 +1014,6 @@ conn_redis(io_loop *l, const addr *a, const char *ep, int worker, const io_opts 
 	return c;
 }
 
-static void
-tcp_nodelay(int fd)
-{
-	int one = 1;
-
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
 static io_listener *
 listener_add(io_loop *l, int fd, const char *name, const msg_limits *lim)
 {
@@ -1071,7 +1026,7 @@ listener_add(io_loop *l, int fd, const char *name, const msg_limits *lim)
 	ls->lim = lim;
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
 		ls->tcp = ss.ss_family == AF_INET || ss.ss_family == AF_INET6;
-	set_nonblock(fd, 1);
+	sock_nonblock(fd, 1);
 	push((void ***)&l->ls, &l->nls, ls);
 	return ls;
 }
@@ -1139,7 +1094,7 @@ listener_accept(io_loop *l, io_listener *ls)
 			continue;
 		}
 		if (ls->tcp)
-			tcp_nodelay(fd);
+			sock_nodelay(fd);
 		c = conn_new(l, fd, fd, conn_name(ls, fd, &ss, sl), ls->lim);
 		opened(l, c);
 	}
@@ -1164,122 +1119,22 @@ take_fd(io_loop *l, int fd, const char *name, const io_opts *o, char *err, size_
 	return 0;
 }
 
-static int
-bind_mode(int fd, const struct sockaddr_un *sa, mode_t mode)
-{
-	mode_t old = umask(~mode & 0777);
-	int r = bind(fd, (const struct sockaddr *)sa, sizeof *sa);
-
-	umask(old);
-	return r;
-}
-
-/* PATH is taken: remove it only if it is a socket nobody answers on. */
-static int
-unix_stale(const struct sockaddr_un *sa, const char *ep, char *err, size_t errlen)
-{
-	struct stat st;
-	int fd, r;
-
-	if (lstat(sa->sun_path, &st) < 0) {
-		seterr(err, errlen, "unable to listen on %s: %s", ep, strerror(errno));
-		return -1;
-	}
-	if (!S_ISSOCK(st.st_mode)) {
-		seterr(err, errlen, "unable to listen on %s: %s exists and is not a socket", ep, sa->sun_path);
-		return -1;
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		seterr(err, errlen, "unable to create socket: %s", strerror(errno));
-		return -1;
-	}
-	r = connect(fd, (const struct sockaddr *)sa, sizeof *sa);
-	close(fd);
-	if (r == 0) {
-		seterr(err, errlen, "unable to listen on %s: address in use (a live socket answers there)", ep);
-		return -1;
-	}
-	if (errno != ECONNREFUSED) {
-		seterr(err, errlen, "unable to listen on %s: %s", ep, strerror(errno));
-		return -1;
-	}
-	if (unlink(sa->sun_path) < 0 && errno != ENOENT) {
-		seterr(err, errlen, "unable to remove stale socket %s: %s", sa->sun_path, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-static void
-unix_sockaddr(struct sockaddr_un *sa, const char *path)
-{
-	memset(sa, 0, sizeof *sa);
-	sa->sun_family = AF_UNIX;
-	snprintf(sa->sun_path, sizeof sa->sun_path, "%s", path);
-}
+/* ---- listening on sockets ------------------------------------------------- */
 
 static int
 listen_unix(io_loop *l, const addr *a, const char *ep, const io_opts *o,
 	    char *err, size_t errlen)
 {
-	struct sockaddr_un sa;
 	io_listener *ls;
 	struct stat st;
-	int fd, r = -1;
+	int fd = sock_listen_unix(a->path, o->mode, o->backlog, ep, &st, err, errlen);
 
-	unix_sockaddr(&sa, a->path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		seterr(err, errlen, "unable to create socket: %s", strerror(errno));
+	if (fd < 0)
 		return -1;
-	}
-	if (bind_mode(fd, &sa, o->mode) < 0) {
-		if (errno != EADDRINUSE) {
-			seterr(err, errlen, "unable to listen on %s: %s", ep, strerror(errno));
-			goto out;
-		}
-		if (unix_stale(&sa, ep, err, errlen) < 0)
-			goto out;
-		if (bind_mode(fd, &sa, o->mode) < 0) {
-			seterr(err, errlen, "unable to listen on %s: %s", ep, strerror(errno));
-			goto out;
-		}
-	}
-	if (chmod(a->path, o->mode) < 0 || listen(fd, o->backlog) < 0 || stat(a->path, &st) < 0) {
-		seterr(err, errlen, "unable to listen on %s: %s", ep, strerror(errno));
-		unlink(a->path);
-		goto out;
-	}
 	ls = listener_add(l, fd, ep, o->lim);
 	ls->path = xstrdup(a->path);
 	ls->dev = st.st_dev;
 	ls->ino = st.st_ino;
-	fd = -1;
-	r = 0;
-out:
-	if (fd >= 0)
-		close(fd);
-	return r;
-}
-
-static int
-resolve(const addr *a, int passive, struct addrinfo **res, const char *ep,
-	char *err, size_t errlen)
-{
-	struct addrinfo hints = {0};
-	const char *host = a->host;
-	int r;
-
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = passive ? AI_PASSIVE : 0;
-	if (passive && !strcmp(host, "*"))
-		host = NULL;
-	r = getaddrinfo(host, a->port, &hints, res);
-	if (r) {
-		seterr(err, errlen, "unable to resolve %s: %s", ep, gai_strerror(r));
-		return -1;
-	}
 	return 0;
 }
 
@@ -1287,29 +1142,10 @@ static int
 listen_tcp(io_loop *l, const addr *a, const char *ep, const io_opts *o,
 	   char *err, size_t errlen)
 {
-	struct addrinfo *res, *ai;
-	int fd = -1, one = 1, e = 0;
+	int fd = sock_listen_tcp(a, o->backlog, ep, err, errlen);
 
-	if (resolve(a, 1, &res, ep, err, errlen) < 0)
+	if (fd < 0)
 		return -1;
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd < 0) {
-			e = errno;
-			continue;
-		}
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, o->backlog) == 0)
-			break;
-		e = errno;
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd < 0) {
-		seterr(err, errlen, "unable to listen on %s: %s", ep, strerror(e ? e : EADDRNOTAVAIL));
-		return -1;
-	}
 	listener_add(l, fd, ep, o->lim);
 	return 0;
 }
@@ -1386,60 +1222,13 @@ io_loop_listen_inherited(io_loop *l, const io_opts *o)
 	unsetenv("LISTEN_FDNAMES");
 	for (i = 0; i < n; i++) {
 		snprintf(name, sizeof name, "fd:%lu", 3 + i);
-		set_cloexec((int)(3 + i));
+		sock_cloexec((int)(3 + i));
 		if (take_fd(l, (int)(3 + i), name, o, err, sizeof err) < 0)
 			warn_x("%s", err);
 		else
 			got++;
 	}
 	return got;
-}
-
-static int
-dial_unix(const addr *a, const char *ep, char *err, size_t errlen)
-{
-	struct sockaddr_un sa;
-	int fd;
-
-	unix_sockaddr(&sa, a->path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		seterr(err, errlen, "unable to create socket: %s", strerror(errno));
-		return -1;
-	}
-	while (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		if (errno == EINTR)
-			continue;
-		seterr(err, errlen, "unable to connect to %s: %s", ep, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static int
-dial_tcp(const addr *a, const char *ep, char *err, size_t errlen)
-{
-	struct addrinfo *res, *ai;
-	int fd = -1, e = 0;
-
-	if (resolve(a, 0, &res, ep, err, errlen) < 0)
-		return -1;
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-			break;
-		e = errno;
-		if (fd >= 0)
-			close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd < 0)
-		seterr(err, errlen, "unable to connect to %s: %s", ep, strerror(e ? e : EHOSTUNREACH));
-	else
-		tcp_nodelay(fd);
-	return fd;
 }
 
 io_conn *
@@ -1457,9 +1246,9 @@ io_loop_dial(io_loop *l, const char *ep, const io_opts *o, char *err, size_t err
 	else if (a.kind == ADDR_REDIS)
 		c = conn_redis(l, &a, ep, 0, o, err, errlen);
 	else if (a.kind == ADDR_UNIX)
-		fd = dial_unix(&a, ep, err, errlen);
+		fd = sock_dial_unix(a.path, ep, err, errlen);
 	else if (a.kind == ADDR_TCP)
-		fd = dial_tcp(&a, ep, err, errlen);
+		fd = sock_dial_tcp(&a, ep, err, errlen);
 	else if (fcntl(a.fd, F_GETFD) < 0)
 		seterr(err, errlen, "unable to use %s: %s", ep, strerror(errno));
 	else

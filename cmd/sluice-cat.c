@@ -39,13 +39,13 @@ cmd_cat(int argc, char **argv)
 		case 'h':
 			printf("usage: %s\n", USAGE);
 			return 0;
-		case 'j': o.out = CAT_JSON; break;
-		case 'm': o.out = CAT_MSGPACK; break;
+		case 'j': o.out = STREAM_JSON; break;
+		case 'm': o.out = STREAM_MSGPACK; break;
 		case 'i':
 			if (!strcmp(optarg, "json"))
-				o.in = CAT_JSON;
+				o.in = STREAM_JSON;
 			else if (!strcmp(optarg, "msgpack"))
-				o.in = CAT_MSGPACK;
+				o.in = STREAM_MSGPACK;
 			else
 				die_usage(USAGE);
 			break;

@@ -3,15 +3,15 @@
 #ifndef SLUICE_CAT_H
 #define SLUICE_CAT_H
 
-enum { CAT_AUTO, CAT_JSON, CAT_MSGPACK };
+#include "stream.h"
 
 typedef struct cat_opts {
-	int in;                 /* CAT_*; AUTO: from the first byte */
-	int out;                /* CAT_*; AUTO: the other kind (a client: the kind given) */
+	int in;                 /* STREAM_JSON, STREAM_MSGPACK; STREAM_AUTO: from the first byte */
+	int out;                /* the same; AUTO: the other kind (a client: the kind given) */
 	const char *ep;         /* -u: the endpoint to send to (checked); NULL: convert */
 	unsigned long timeout_ms;   /* -t: exit 99 after this long; 0: never */
 } cat_opts;
-#define CAT_OPTS_DEFAULT {CAT_AUTO, CAT_AUTO, 0, 0}
+#define CAT_OPTS_DEFAULT {STREAM_AUTO, STREAM_AUTO, 0, 0}
 
 /* Runs `sluice cat` from stdin to stdout: returns the exit status (0 ok,
  * 1 something was skipped or left unanswered, 111 the connection failed);

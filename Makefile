@@ -8,7 +8,9 @@
 #   make install PREFIX=/usr/local DESTDIR=
 #
 # Every lib/*.c goes into libsluice, every cmd/NAME.c becomes bin/NAME and every
-# t/unit/NAME.c a unit test, so adding a file needs no edit here.
+# t/unit/NAME.c a unit test, so adding a file needs no edit here. The one
+# exception: cmd/sluice-NAME.c is `sluice NAME`, a subcommand (cmd_NAME, in
+# the table of cmd/sluice.c), linked into bin/sluice rather than a program.
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -37,7 +39,8 @@ endif
 LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
 LIBA     := $(B)/libsluice.a
-PROGS    := $(patsubst cmd/%.c,$(BIN)/%,$(wildcard cmd/*.c))
+SUBCMDS  := $(patsubst %.c,$(B)/%.o,$(wildcard cmd/sluice-*.c))
+PROGS    := $(patsubst cmd/%.c,$(BIN)/%,$(filter-out cmd/sluice-%.c,$(wildcard cmd/*.c)))
 UNITS    := $(patsubst t/unit/%.c,$(B)/t/%,$(filter-out t/unit/tap.c,$(wildcard t/unit/*.c)))
 HELPERS  := $(patsubst t/helpers/%.c,$(B)/t/helpers/%,$(wildcard t/helpers/*.c))
 FUZZ     := $(patsubst t/fuzz/%.c,build/fuzz/fuzz-%,$(wildcard t/fuzz/*.c))
@@ -46,7 +49,7 @@ FUZZ     := $(patsubst t/fuzz/%.c,build/fuzz/fuzz-%,$(wildcard t/fuzz/*.c))
 .PHONY: all deps fixtures test check asan test-asan fuzz install clean demo bench
 all: $(PROGS) $(UNITS) $(HELPERS)
 
-$(B)/%.o: %.c $(wildcard lib/*.h)
+$(B)/%.o: %.c $(wildcard lib/*.h cmd/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -55,6 +58,10 @@ $(LIBA): $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BIN)/%: $(B)/cmd/%.o $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LIBS)
+
+$(BIN)/sluice: $(B)/cmd/sluice.o $(SUBCMDS) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LIBS)
 

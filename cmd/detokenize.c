@@ -36,11 +36,11 @@ main(int argc, char **argv)
 		case 'm': model = optarg; break;
 		case 'o':
 			if (!strcmp(optarg, "text"))
-				o.out = DETOK_TEXT;
+				o.out = STREAM_TEXT;
 			else if (!strcmp(optarg, "json"))
-				o.out = DETOK_JSON;
+				o.out = STREAM_JSON;
 			else if (!strcmp(optarg, "msgpack"))
-				o.out = DETOK_MSGPACK;
+				o.out = STREAM_MSGPACK;
 			else
 				die_usage(USAGE);
 			break;

@@ -1,30 +1,51 @@
-/* sluice: the front door for people; dispatches to the subcommands
- * (`sluice cat`, `sluice model`). */
+/* sluice: the front door for people; dispatches to the subcommands, one
+ * table of them (git.c's commands[]), each in cmd/sluice-<name>.c. */
 #include <stdio.h>
 #include <string.h>
 
-#include "cat.h"
 #include "die.h"
-#include "fetch.h"
-#include "ggufcmd.h"
+#include "sluice.h"
 
-#define USAGE "sluice cat [-j|-m] [-i json|msgpack] [-u endpoint] [-t ms] | sluice model fetch|path|synth | sluice gguf info|tensors|kv FILE"
+static const struct subcmd {
+	const char *name;
+	int (*fn)(int argc, char **argv);   /* argv[0] is name */
+	const char *help;                   /* what follows "sluice NAME" in the usage */
+} cmds[] = {
+	{ "cat", cmd_cat, "[-j|-m] [-i json|msgpack] [-u endpoint] [-t ms]" },
+	{ "model", cmd_model, "fetch|path|synth" },
+	{ "gguf", cmd_gguf, "info|tensors|kv FILE" },
+	/* more subcommands here, one line each, e.g.
+	 * { "bench", bench_main, "..." }, */
+};
+#define NCMDS (sizeof cmds / sizeof cmds[0])
+
+/* "sluice cat ... | sluice model ... | ...", from the table */
+static const char *
+usage(void)
+{
+	static char u[1024];
+	size_t i, n = 0;
+
+	for (i = 0; i < NCMDS && n < sizeof u; i++)
+		n += (size_t)snprintf(u + n, sizeof u - n, "%ssluice %s %s", i ? " | " : "",
+				      cmds[i].name, cmds[i].help);
+	return u;
+}
 
 int
 main(int argc, char **argv)
 {
+	size_t i;
+
 	die_init(argv[0]);
 	if (argc < 2)
-		die_usage(USAGE);
+		die_usage(usage());
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-		printf("usage: %s\n", USAGE);
+		printf("usage: %s\n", usage());
 		return 0;
 	}
-	if (!strcmp(argv[1], "cat"))
-		return cat_main(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "gguf"))
-		return ggufcmd_main(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "model"))
-		return fetch_main(argc - 1, argv + 1);
-	die_usage(USAGE);
+	for (i = 0; i < NCMDS; i++)
+		if (!strcmp(argv[1], cmds[i].name))
+			return cmds[i].fn(argc - 1, argv + 1);
+	die_usage(usage());
 }

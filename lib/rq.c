@@ -1324,7 +1324,7 @@ del_reply(rq *q)
 /* ---- open, take, send, close --------------------------------------------- */
 
 static rq *
-rq_open(int worker, const io_addr *a, const msg_limits *lim, char *err, size_t errlen)
+rq_open(int worker, const addr *a, const msg_limits *lim, char *err, size_t errlen)
 {
 	char host[256], *end;
 	unsigned long port = 6379;
@@ -1418,13 +1418,13 @@ fail:
 }
 
 rq *
-rq_open_worker(const io_addr *a, const msg_limits *lim, char *err, size_t errlen)
+rq_open_worker(const addr *a, const msg_limits *lim, char *err, size_t errlen)
 {
 	return rq_open(1, a, lim, err, errlen);
 }
 
 rq *
-rq_open_producer(const io_addr *a, const msg_limits *lim, char *err, size_t errlen)
+rq_open_producer(const addr *a, const msg_limits *lim, char *err, size_t errlen)
 {
 	return rq_open(0, a, lim, err, errlen);
 }

@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "io.h"
+#include "addr.h"
 #include "msg.h"
 
 typedef struct rq rq;
@@ -16,8 +16,8 @@ typedef struct rq rq;
 /* Opens a worker (io_loop_listen on redis://) or a producer (io_loop_dial).
  * Connection failures are not fatal: the thread reconnects with backoff.
  * NULL with err only for what can never work (a bad address). */
-rq *rq_open_worker(const io_addr *a, const msg_limits *lim, char *err, size_t errlen);
-rq *rq_open_producer(const io_addr *a, const msg_limits *lim, char *err, size_t errlen);
+rq *rq_open_worker(const addr *a, const msg_limits *lim, char *err, size_t errlen);
+rq *rq_open_producer(const addr *a, const msg_limits *lim, char *err, size_t errlen);
 /* Readable when rq_take may have something. */
 int rq_fd(const rq *q);
 /* Takes one incoming message (a worker: a job; a producer: an answer).

@@ -3,7 +3,6 @@
  * (uniform with standard deviation 0.02; norm weights 1), and the tokenizer
  * of another GGUF or a tiny built-in one. Data is generated and written one
  * row at a time, so any size can be written in little memory. */
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,10 +12,6 @@
 #include "gguf.h"
 #include "quant.h"
 #include "synth.h"
-
-#define USAGE "sluice model synth [-o OUT] [--vocab FROM.gguf] [--dim N] [--layers N] [--heads N] " \
-	"[--kv-heads N] [--ff N] [--ctx N] [--vocab-size N] [--type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1] [--seed N] " \
-	"[--rope-base F] [--tied|--untied]"
 
 /* ------------------------------------------------------------- numbers */
 
@@ -206,30 +201,7 @@ not_tokenizer(const char *key, size_t n, void *arg)
 	return n < 10 || memcmp(key, "tokenizer.", 10);
 }
 
-/* ------------------------------------------------------------- command */
-
-typedef struct opts {
-	const char *out, *vocab;
-	uint64_t dim, layers, heads, kv_heads, ff, ctx, vocab_size, seed;
-	uint32_t type, file_type;
-	double rope_base;
-	int tied;
-} opts;
-
-static uint64_t
-num(const char *opt, const char *s, uint64_t lo, uint64_t hi)
-{
-	char *end;
-	unsigned long long v;
-
-	if (*s < '0' || *s > '9')
-		die_x(EXIT_USAGE, "%s wants a number, not \"%s\"", opt, s);
-	v = strtoull(s, &end, 10);
-	if (*end || v < lo || v > hi)
-		die_x(EXIT_USAGE, "%s %s is not in %llu..%llu", opt, s, (unsigned long long)lo,
-			(unsigned long long)hi);
-	return v;
-}
+/* ------------------------------------------------------------- writing */
 
 /* one per-layer tensor: name, row length, rows, a norm (f32 ones) or not */
 typedef struct layer { const char *name; uint64_t ne0, ne1; int norm; } layer;
@@ -250,81 +222,21 @@ fill(gguf_writer *w, uint32_t type, uint64_t row, uint64_t rows, int norm, float
 }
 
 int
-synth_main(int argc, char **argv)
+synth_write(const synth_opts *op)
 {
-	static const struct option lo[] = {
-		{ "vocab", 1, 0, 'v' }, { "dim", 1, 0, 'd' }, { "layers", 1, 0, 'l' },
-		{ "heads", 1, 0, 'h' }, { "kv-heads", 1, 0, 'k' }, { "ff", 1, 0, 'f' },
-		{ "ctx", 1, 0, 'c' }, { "vocab-size", 1, 0, 'n' }, { "type", 1, 0, 't' },
-		{ "seed", 1, 0, 's' }, { "rope-base", 1, 0, 'r' }, { "tied", 0, 0, 'T' },
-		{ "untied", 0, 0, 'U' }, { "help", 0, 0, 'H' }, { 0, 0, 0, 0 },
-	};
-	opts o = { .out = "synth.gguf", .dim = 64, .layers = 2, .heads = 4, .kv_heads = 2, .ff = 128,
-		.ctx = 256, .seed = 1, .rope_base = 10000, .tied = 1 };
+	synth_opts o = *op;
 	gguf src = GGUF_ZERO;
 	gguf_writer *w = NULL;
-	char err[512], name[64], *end;
+	char err[512], name[64];
 	uint64_t ntok, hd, kvd, l, ne[2];
-	int c, code = EXIT_SYS, have_src = 0;
+	int code = -1, have_src = 0;
 	float *x = NULL;
 	uint8_t *buf = NULL;
 	layer t[9];
 	size_t i, nt;
 
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "o:", lo, NULL)) != -1) {
-		switch (c) {
-		case 'o': o.out = optarg; break;
-		case 'v': o.vocab = optarg; break;
-		case 'd': o.dim = num("--dim", optarg, 1, 1 << 20); break;
-		case 'l': o.layers = num("--layers", optarg, 1, 1000); break;
-		case 'h': o.heads = num("--heads", optarg, 1, 1024); break;
-		case 'k': o.kv_heads = num("--kv-heads", optarg, 1, 1024); break;
-		case 'f': o.ff = num("--ff", optarg, 1, 1 << 22); break;
-		case 'c': o.ctx = num("--ctx", optarg, 1, 1 << 24); break;
-		case 'n': o.vocab_size = num("--vocab-size", optarg, 1, 1 << 24); break;
-		case 's': o.seed = num("--seed", optarg, 0, UINT64_MAX); break;
-		case 'T': o.tied = 1; break;
-		case 'U': o.tied = 0; break;
-		case 'r':
-			o.rope_base = strtod(optarg, &end);
-			if (end == optarg || *end || !(o.rope_base > 0) || isinf(o.rope_base))
-				die_x(EXIT_USAGE, "--rope-base wants a positive number, not \"%s\"", optarg);
-			break;
-		case 't':
-			if (!strcmp(optarg, "f32")) o.type = 0, o.file_type = 0;
-			else if (!strcmp(optarg, "f16")) o.type = 1, o.file_type = 1;
-			else if (!strcmp(optarg, "bf16")) o.type = 30, o.file_type = 32;
-			else if (!strcmp(optarg, "q8_0")) o.type = 8, o.file_type = 7;
-			else if (!strcmp(optarg, "q4_0")) o.type = 2, o.file_type = 2;
-			else if (!strcmp(optarg, "q4_1")) o.type = 3, o.file_type = 3;
-			else if (!strcmp(optarg, "q5_0")) o.type = 6, o.file_type = 8;
-			else if (!strcmp(optarg, "q5_1")) o.type = 7, o.file_type = 9;
-			else if (!strcmp(optarg, "q4_k") || !strcmp(optarg, "q6_k"))
-				die_x(EXIT_USAGE, "--type %s needs the quantizer (lib/quant), which is not there yet: use f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1", optarg);
-			else
-				die_x(EXIT_USAGE, "--type %s is unknown: use f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1", optarg);
-			break;
-		case 'H':
-			printf("usage: %s\n", USAGE);
-			return 0;
-		default:
-			die_usage(USAGE);
-		}
-	}
-	if (optind != argc)
-		die_usage(USAGE);
-	if (o.dim % o.heads || (o.dim / o.heads) % 2)
-		die_x(EXIT_USAGE, "--dim %llu must be a multiple of --heads %llu with an even head size",
-			(unsigned long long)o.dim, (unsigned long long)o.heads);
-	if (o.heads % o.kv_heads)
-		die_x(EXIT_USAGE, "--heads %llu must be a multiple of --kv-heads %llu",
-			(unsigned long long)o.heads, (unsigned long long)o.kv_heads);
 	hd = o.dim / o.heads;
 	kvd = hd * o.kv_heads;
-	if (quant_block_size(o.type) == 32 && (o.dim % 32 || o.ff % 32))
-		die_x(EXIT_USAGE, "--type %s needs --dim and --ff to be multiples of 32", gguf_type_name(o.type));
 
 	w = gguf_w_new(o.out);
 	ntok = NTINY;
@@ -403,8 +315,7 @@ synth_main(int argc, char **argv)
 	    || (!o.tied && fill(w, o.type, o.dim, ntok, 0, x, buf) < 0)
 	    || gguf_w_finish(w) < 0)
 		goto fail;
-	printf("%s\n", o.out);
-	code = fflush(stdout) == EOF ? EXIT_SYS : 0;
+	code = 0;
 	goto out;
 fail:
 	fprintf(stderr, "%s: fatal: unable to write %s: %s\n", die_prog, o.out, gguf_w_error(w));

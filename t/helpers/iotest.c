@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "die.h"
 #include "io.h"
 #include "msg.h"
@@ -373,12 +374,12 @@ echo_fds(echo *e)
 static void
 echo_listen(io_loop *l, const char *ep, const io_opts *o)
 {
-	io_addr a = IO_ADDR_ZERO;
+	addr a = ADDR_ZERO;
 	char err[512];
 
-	if (io_addr_parse(ep, &a, err, sizeof err) < 0)
+	if (addr_parse(ep, &a, err, sizeof err) < 0)
 		usage_err(err);
-	io_addr_free(&a);
+	addr_free(&a);
 	if (io_loop_listen(l, ep, o, err, sizeof err) < 0)
 		die_x(EXIT_SYS, "%s", err);
 }
@@ -503,7 +504,7 @@ static int
 cmd_client(int argc, char **argv)
 {
 	io_handler h = {0, client_msg, 0, client_close, 0, 0};
-	io_addr a = IO_ADDR_ZERO;
+	addr a = ADDR_ZERO;
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	client k = {0};
@@ -517,9 +518,9 @@ cmd_client(int argc, char **argv)
 		die_usage(USAGE);
 	ep = argv[2];
 	k.n = number(argv[3]);
-	if (io_addr_parse(ep, &a, err, sizeof err) < 0)
+	if (addr_parse(ep, &a, err, sizeof err) < 0)
 		usage_err(err);
-	io_addr_free(&a);
+	addr_free(&a);
 	l = io_loop_new(&h, &k);
 	c = io_loop_dial(l, ep, NULL, err, sizeof err);
 	if (!c)

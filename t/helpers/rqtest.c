@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "die.h"
-#include "io.h"
+#include "addr.h"
 #include "msg.h"
 #include "rq.h"
 
@@ -58,12 +58,12 @@ number(const char *s)
 }
 
 static void
-open_addr(const char *ep, io_addr *a)
+open_addr(const char *ep, addr *a)
 {
 	char err[256];
 
-	if (io_addr_parse(ep, a, err, sizeof err) < 0 || a->kind != IO_REDIS)
-		die_x(EXIT_USAGE, "bad endpoint %s: %s", ep, a->kind != IO_REDIS ? "not redis://" : err);
+	if (addr_parse(ep, a, err, sizeof err) < 0 || a->kind != ADDR_REDIS)
+		die_x(EXIT_USAGE, "bad endpoint %s: %s", ep, a->kind != ADDR_REDIS ? "not redis://" : err);
 }
 
 /* ---- work ---------------------------------------------------------------- */
@@ -143,7 +143,7 @@ work(int argc, char **argv)
 	const char *crash = NULL;
 	unsigned long delay = 0, partials = 0;
 	struct held *hh = NULL, *ht = NULL, *h;
-	io_addr a = IO_ADDR_ZERO;
+	addr a = ADDR_ZERO;
 	struct pollfd pfd;
 	char err[256], *data;
 	size_t n;
@@ -203,7 +203,7 @@ work(int argc, char **argv)
 			ht = NULL;
 	}
 	rq_close(q);
-	io_addr_free(&a);
+	addr_free(&a);
 	return 0;
 }
 
@@ -214,7 +214,7 @@ send_jobs(int argc, char **argv)
 {
 	unsigned long total, timeout_ms = 30000, i, got = 0, seq;
 	unsigned char *seen;
-	io_addr a = IO_ADDR_ZERO;
+	addr a = ADDR_ZERO;
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	struct pollfd pfd;
@@ -298,7 +298,7 @@ send_jobs(int argc, char **argv)
 	}
 	fflush(stdout);
 	rq_close(q);
-	io_addr_free(&a);
+	addr_free(&a);
 	free(seen);
 	return bad || got != total ? EXIT_NO : 0;
 }

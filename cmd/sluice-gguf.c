@@ -1,4 +1,5 @@
-/* ggufcmd: `sluice gguf info|tensors|kv FILE`. One line per item, fields
+/* sluice-gguf: `sluice gguf info|tensors|kv FILE`, a GGUF file shown to
+ * people (lib/gguf reads it). One line per item, fields
  * separated by tabs, so the output reads well and also cuts and diffs well:
  *   info     key<TAB>value lines: version, sizes, counts, types
  *   tensors  name<TAB>type<TAB>shape (ne order, 576x49152)<TAB>offset<TAB>bytes
@@ -10,7 +11,7 @@
 
 #include "die.h"
 #include "gguf.h"
-#include "ggufcmd.h"
+#include "sluice.h"
 
 #define USAGE "sluice gguf info|tensors|kv FILE"
 
@@ -193,7 +194,7 @@ info(const gguf *g, const char *path)
 }
 
 int
-ggufcmd_main(int argc, char **argv)
+cmd_gguf(int argc, char **argv)
 {
 	gguf g = GGUF_ZERO;
 	char err[512];

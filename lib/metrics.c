@@ -22,10 +22,12 @@
 
 #include <microhttpd.h>
 
+#include "addr.h"
 #include "daemon.h"
 #include "die.h"
 #include "hist.h"
 #include "io.h"
+#include "sock.h"
 #include "metrics.h"
 #include "msg.h"
 
@@ -1176,18 +1178,17 @@ on_http_timer(io_loop *l, io_timer *t, void *ud)
 int
 metrics_listen(metrics *m, const char *ep, char *err, size_t errlen)
 {
-	io_addr a = IO_ADDR_ZERO;
-	struct addrinfo hints, *res = 0, *ai;
+	addr a = ADDR_ZERO;
 	const union MHD_DaemonInfo *di;
-	int fd = -1, one = 1, e = 0, rc;
+	int fd = -1;
 
 	if (m->httpd) {
 		seterr(err, errlen, "unable to listen on %s: one -l only", ep);
 		return -1;
 	}
-	if (io_addr_parse(ep, &a, err, errlen) < 0)
+	if (addr_parse(ep, &a, err, errlen) < 0)
 		goto bad;
-	if (a.kind == IO_FD) {
+	if (a.kind == ADDR_FD) {
 		int acc = 0;
 		socklen_t sl = sizeof acc;
 
@@ -1196,30 +1197,9 @@ metrics_listen(metrics *m, const char *ep, char *err, size_t errlen)
 			goto fail;
 		}
 		fd = a.fd;
-	} else if (a.kind == IO_TCP) {
-		memset(&hints, 0, sizeof hints);
-		hints.ai_socktype = SOCK_STREAM;
-		hints.ai_flags = AI_PASSIVE;
-		rc = getaddrinfo(a.host && *a.host && strcmp(a.host, "*") ? a.host : NULL, a.port, &hints, &res);
-		if (rc) {
-			seterr(err, errlen, "unable to listen on %s: %s", ep, gai_strerror(rc));
+	} else if (a.kind == ADDR_TCP) {
+		if ((fd = sock_listen_tcp(&a, 128, ep, err, errlen)) < 0)
 			goto fail;
-		}
-		for (ai = res; ai; ai = ai->ai_next) {
-			fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-			if (fd >= 0 && !setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) &&
-			    !bind(fd, ai->ai_addr, ai->ai_addrlen) && !listen(fd, 128))
-				break;
-			e = errno;
-			if (fd >= 0)
-				close(fd);
-			fd = -1;
-		}
-		freeaddrinfo(res);
-		if (fd < 0) {
-			seterr(err, errlen, "unable to listen on %s: %s", ep, strerror(e));
-			goto fail;
-		}
 	} else {
 		seterr(err, errlen, "unable to listen on %s: HTTP is served on tcp:HOST:PORT or fd:N", ep);
 		goto fail;
@@ -1242,7 +1222,7 @@ metrics_listen(metrics *m, const char *ep, char *err, size_t errlen)
 	}
 	m->http_fd = fd;
 	io_loop_watch(m->loop, di->epoll_fd, POLLIN, on_http, m);
-	io_addr_free(&a);
+	addr_free(&a);
 	return 0;
 bad:
 	if (strncmp(err, "unable to listen on ", 20)) {
@@ -1252,7 +1232,7 @@ bad:
 		seterr(err, errlen, "unable to listen on %s: %s", ep, why);
 	}
 fail:
-	io_addr_free(&a);
+	addr_free(&a);
 	return -1;
 }
 
@@ -1300,16 +1280,16 @@ metrics_new(const metrics_opts *o)
 int
 metrics_input(metrics *m, const char *ep, char *err, size_t errlen)
 {
-	io_addr a = IO_ADDR_ZERO;
+	addr a = ADDR_ZERO;
 	int before = m->streams_total, r;
 
-	if (io_addr_parse(ep, &a, err, errlen) == 0 && a.kind == IO_REDIS) {
-		io_addr_free(&a);
+	if (addr_parse(ep, &a, err, errlen) == 0 && a.kind == ADDR_REDIS) {
+		addr_free(&a);
 		seterr(err, errlen, "unable to listen on %s: a Redis stream is not an event source here; "
 		       "read its events with a worker and pipe them in", ep);
 		return -1;
 	}
-	io_addr_free(&a);
+	addr_free(&a);
 	m->setting_up = 1;
 	r = io_loop_listen(m->loop, ep, 0, err, errlen);
 	m->setting_up = 0;

@@ -1288,7 +1288,11 @@ options(bench *b, int argc, char **argv)
 		case O_FILE: b->file = optarg; break;
 		case O_INLEN: b->in_len = (unsigned)num_u(optarg, 1, MAX_LEN, "--input-len"); break;
 		case O_OUTLEN: b->out_len = (unsigned)num_u(optarg, 1, MAX_LEN, "--output-len"); break;
-		case O_RANGE: b->range = num_f(optarg, 0, 1, 0, "--range-ratio"); break;
+		case O_RANGE:
+			b->range = num_f(optarg, 0, 1, 0, "--range-ratio");
+			if (b->range >= 1)
+				usage_because("--range-ratio wants a number from 0 and below 1");
+			break;
 		case O_VOCAB: b->vocab = (unsigned)num_u(optarg, 1, UINT32_MAX, "--vocab-size"); break;
 		case O_NPREFIX: b->nprefix = (unsigned)num_u(optarg, 1, 1u << 16, "--num-prefixes"); break;
 		case O_PREFIXLEN: b->prefix_len = (unsigned)num_u(optarg, 1, MAX_LEN, "--prefix-len"); break;

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <hiredis.h>
+
 #include "bench_int.h"
 #include "die.h"
 #include "io.h"
@@ -157,6 +159,38 @@ on_close(io_loop *l, io_conn *c, const char *why, void *ud)
 	bench_lost(b, "disconnected", why ? why : "the target closed the connection");
 }
 
+/* A Redis endpoint is dialled lazily (rq retries until Redis is there):
+ * whether it answers at all is asked here, once, with a PING. */
+static int
+redis_probe(const char *ep, char *err, size_t errlen)
+{
+	io_addr a = IO_ADDR_ZERO;
+	struct timeval tv = {5, 0};
+	redisContext *c;
+	redisReply *r = NULL;
+	int ok = -1;
+
+	if (io_addr_parse(ep, &a, err, errlen) < 0)
+		return -1;
+	if (a.kind != IO_REDIS) {
+		io_addr_free(&a);
+		return 0;
+	}
+	c = redisConnectWithTimeout(a.host, atoi(a.port), tv);
+	if (!c || c->err)
+		seterr(err, errlen, "unable to connect to %s: %s", ep, c ? c->errstr : "out of memory");
+	else if (!(r = redisCommand(c, "PING")) || r->type == REDIS_REPLY_ERROR)
+		seterr(err, errlen, "unable to talk to %s: %s", ep, r ? r->str : c->errstr);
+	else
+		ok = 0;
+	if (r)
+		freeReplyObject(r);
+	if (c)
+		redisFree(c);
+	io_addr_free(&a);
+	return ok;
+}
+
 static int
 n_open(bench *b, char *err, size_t errlen)
 {
@@ -173,6 +207,8 @@ n_open(bench *b, char *err, size_t errlen)
 		h.on_close = on_close;
 		s->loop = io_loop_new(&h, b);
 	}
+	if (redis_probe(t->endpoint, err, errlen) < 0)
+		return -1;
 	s->conn = io_loop_dial(s->loop, t->endpoint, NULL, err, errlen);
 	if (!s->conn)
 		return -1;

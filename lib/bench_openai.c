@@ -172,7 +172,7 @@ on_body(char *p, size_t size, size_t nmemb, void *ud)
 	case 0:
 		return n;
 	case -1:
-		info_x("request %zu: an event larger than 1 MiB", q->i);
+		info_x("request %zu: an event larger than 256 KiB", q->i);
 		fail(q, "protocol");
 		return 0;
 	default:
@@ -263,6 +263,7 @@ o_send(bench *b, size_t i, const bench_prompt *p)
 	q->run = bench_target_of(b)->run;
 	q->i = i;
 	q->u = (bench_usage)BENCH_USAGE_NONE;
+	q->sse.max = 1 << 18;             /* one chunk: a token or two of text, or usage */
 	q->body = body_of(b, p);
 	q->h = curl_easy_init();
 	if (!q->h)

@@ -53,12 +53,16 @@ line_done(sse *s, sse_cb cb, void *ud)
 			s->data[0] = 0;
 		return r;
 	}
-	if (n < 5 || memcmp(s->line, "data:", 5))
+	if (n == 4 && !memcmp(s->line, "data", 4)) {
+		v = "", n = 0;                  /* a field without a colon: its value is empty */
+	} else if (n >= 5 && !memcmp(s->line, "data:", 5)) {
+		v = s->line + 5;
+		n -= 5;
+		if (n && *v == ' ')
+			v++, n--;
+	} else {
 		return 0;                       /* a comment, or a field we do not use */
-	v = s->line + 5;
-	n -= 5;
-	if (n && *v == ' ')
-		v++, n--;
+	}
 	if (s->has_data && append(&s->data, &s->dlen, &s->dcap, "\n", 1, sse_max(s)) < 0)
 		return -1;
 	if (append(&s->data, &s->dlen, &s->dcap, v, n, sse_max(s)) < 0)

@@ -158,6 +158,7 @@ struct bench {
 	bench_target t;
 	const bench_client *cl;
 	int openai;
+	char *url;                      /* --openai without a trailing '/' */
 	/* the load */
 	unsigned conc;                  /* -c; 0: unlimited */
 	double rate;                    /* --rate; 0: infinite */
@@ -1330,9 +1331,10 @@ options(bench *b, int argc, char **argv)
 			usage_because("--openai wants an http:// or https:// URL");
 		while (n > 0 && b->t.url[n - 1] == '/')
 			n--;
-		b->t.url = strndup(b->t.url, n);   /* lives as long as the program */
-		if (!b->t.url)
-			die_sys("unable to allocate memory");
+		b->url = xmalloc(n + 1);
+		memcpy(b->url, b->t.url, n);
+		b->url[n] = 0;
+		b->t.url = b->url;
 		if (!b->t.api_key)
 			b->t.api_key = getenv("OPENAI_API_KEY");
 		b->openai = 1;
@@ -1392,7 +1394,6 @@ bench_main(int argc, char **argv)
 	b.burst = 1.0;
 	b.nprompts = 100;
 	b.t.timeout = 600;
-	b.t.endpoint = NULL;
 	options(&b, argc, argv);
 	if (b.t.verbose)
 		die_verbose = 1;
@@ -1436,6 +1437,7 @@ bench_main(int argc, char **argv)
 	for (i = 0; i < nrun; i++)
 		free(res[i].send);
 	free(res);
+	free(b.url);
 	if (b.lines) {
 		free(b.lines);
 		msgpack_zone_destroy(&b.lzone);

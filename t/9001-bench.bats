@@ -325,8 +325,17 @@ sys.exit(0 if d[len(d) // 2] < 0.02 else 1)"
 	js 'r["backend"] == "openai" and r["completed"] == 8 and r["failed"] == 0'
 	js 'r["total_output_tokens"] == 64 and r["mean_ttft_ms"] > 0 and r["mean_itl_ms"] > 0'
 	js 'all(ordered(r, f) for f in ("ttft", "tpot", "itl", "e2el"))'
-	run sluice bench --openai "http://127.0.0.1:$port" -n 4 -c 2 --dataset prefix --num-prefixes 1 \
-		--prefix-len 64 --input-len 8 --output-len 4 --json "$T/out.json"
+	# words of the tiny model's byte-level vocabulary are a few tokens each: short prompts
+	run sluice bench --openai "http://127.0.0.1:$port" -n 6 -c 2 --dataset prefix --num-prefixes 1 \
+		--prefix-len 16 --input-len 4 --output-len 4 --json "$T/out.json"
 	[ "$status" -eq 0 ]
-	js 'r["completed"] == 4'
+	js 'r["completed"] == 6 and r["total_output_tokens"] == 24'
+	printf '%s\n' '{"prompt":"hello","max_tokens":3,"temperature":0.5}' '{"tokens":[5,6,7],"max_tokens":2}' >"$T/in.jsonl"
+	run sluice bench --openai "http://127.0.0.1:$port" --dataset jsonl --file "$T/in.jsonl" -n 4 -c 2 --json "$T/out.json"
+	[ "$status" -eq 0 ]
+	js 'r["completed"] == 4 and r["total_output_tokens"] == 10'
+	# a prompt longer than a slot's context: the server says 400, bench counts it
+	run sluice bench --openai "http://127.0.0.1:$port" -n 3 --input-len 400 --output-len 4 --json "$T/out.json"
+	[ "$status" -eq 0 ]
+	js 'r["completed"] == 0 and r["errors"] == {"http_400": 3}'
 }

@@ -35,6 +35,8 @@ typedef struct oa_req {
 	int finished;          /* "[DONE]" or a finish_reason was seen */
 	int bad;               /* the stream broke the protocol: the transfer was stopped */
 	long status;           /* HTTP status, once known */
+	char page[256];        /* the start of an error page, for -v */
+	size_t npage;
 	bench_usage u;
 	char err[CURL_ERROR_SIZE];
 } oa_req;
@@ -166,8 +168,14 @@ on_body(char *p, size_t size, size_t nmemb, void *ud)
 		return 0;                       /* given up on: stop the transfer */
 	if (!q->status)
 		curl_easy_getinfo(q->h, CURLINFO_RESPONSE_CODE, &q->status);
-	if (q->status != 200)
-		return n;                       /* an error page: read and dropped */
+	if (q->status != 200) {                 /* an error page: its start kept for -v */
+		size_t k = sizeof q->page - 1 - q->npage, j;
+
+		for (j = 0; j < n && j < k; j++)        /* printed: no control bytes */
+			q->page[q->npage++] = (unsigned char)p[j] < 0x20 || p[j] == 0x7f ? ' ' : p[j];
+		q->page[q->npage] = 0;
+		return n;
+	}
 	switch (sse_feed(&q->sse, p, n, on_data, q)) {
 	case 0:
 		return n;
@@ -326,6 +334,7 @@ done(bench *b, CURL *h, CURLcode rc)
 			info_x("request %zu: %s", q->i, q->err);
 			bench_fail(b, q->i, "transport", 9);
 		} else if (q->status != 200) {
+			info_x("request %zu: HTTP %ld: %s", q->i, q->status, q->page);
 			snprintf(code, sizeof code, "http_%ld", q->status);
 			bench_fail(b, q->i, code, strlen(code));
 		} else if (!q->finished) {

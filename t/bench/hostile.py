@@ -56,8 +56,8 @@ def main():
                     send(b"\xc1\xc1 this is not msgpack \xff" * 10)
                     continue
                 if mode == "flood":
-                    for _ in range(mt * 50):
-                        send(msgpack.packb({"id": rid, "tokens": [1]}))
+                    ev = msgpack.packb({"id": rid, "tokens": [1]})
+                    send(ev * (mt * 2000))
                     send(msgpack.packb({"id": rid, "tokens": [1], "finish": "length"}))
                 elif mode == "badtypes":
                     send(msgpack.packb({"id": rid, "tokens": "nope"}))

@@ -566,6 +566,30 @@ jsonl_load(bench *b)
 
 /* ================================================================ one run */
 
+/* SIGINT or SIGTERM: the run in progress stops, what it did is reported
+ * (its requests in flight fail as "interrupted"), and bench exits 128+sig.
+ * A second one kills at once. */
+static volatile sig_atomic_t interrupted;
+
+static void
+on_signal(int sig)
+{
+	interrupted = sig;
+	signal(sig, SIG_DFL);
+}
+
+static void
+catch_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
 static void
 progress(bench *b, int last)
 {
@@ -689,6 +713,14 @@ run_load(bench *b, unsigned conc, size_t n, double duration, uint64_t dseed)
 	b->shown = -1;
 	for (;;) {
 		t = bench_now(b);
+		if (interrupted) {
+			for (i = b->oldest; i < b->nreq; i++)
+				if (b->req[i].state == BR_SENT) {
+					fail_s(b, i, "interrupted");
+					b->cl->cancel(b, i);
+				}
+			break;
+		}
 		for (;;) {
 			if (duration > 0 ? t >= duration : b->nreq >= n)
 				break;
@@ -714,8 +746,10 @@ run_load(bench *b, unsigned conc, size_t n, double duration, uint64_t dseed)
 			wait = next - t;
 		if (duration > 0 && duration - t < wait && duration > t)
 			wait = duration - t;
-		if (b->progress && wait > (b->progress == 1 ? 0.1 : 1.0))
-			wait = b->progress == 1 ? 0.1 : 1.0;
+		if (wait > 1.0)
+			wait = 1.0;             /* a signal is seen within a second, whatever the client */
+		if (b->progress == 1 && wait > 0.1)
+			wait = 0.1;
 		if (!b->inflight && wait > 0 && b->rate <= 0 && duration <= 0)
 			wait = 0;
 		b->cl->poll(b, ms_of(wait));
@@ -1399,6 +1433,7 @@ bench_main(int argc, char **argv)
 		die_verbose = 1;
 	b.progress = isatty(2) ? 1 : b.t.verbose ? 2 : 0;
 	signal(SIGPIPE, SIG_IGN);
+	catch_signals();
 	if (b.ds == DS_JSONL)
 		jsonl_load(&b);
 	b.cl = b.openai ? &bench_openai : &bench_native;
@@ -1420,6 +1455,11 @@ bench_main(int argc, char **argv)
 		run_load(&b, conc, b.nprompts, b.duration, b.seed + i);
 		figures(&b, conc, &res[i]);
 		report(&b, &res[i]);
+		if (interrupted) {
+			warn_x("interrupted: %zu of %zu run%s reported", i + 1, nrun, nrun == 1 ? "" : "s");
+			nrun = i + 1;
+			break;
+		}
 		if (i + 1 < nrun)
 			printf("\n");
 	}
@@ -1443,5 +1483,5 @@ bench_main(int argc, char **argv)
 		msgpack_zone_destroy(&b.lzone);
 		msgpack_sbuffer_destroy(&b.lbuf);
 	}
-	return 0;
+	return interrupted ? 128 + interrupted : 0;
 }

@@ -302,6 +302,20 @@ sys.exit(0 if d[len(d) // 2] < 0.02 else 1)"
 	js 'r["completed"] == 0 and r["errors"] == {"timeout": 6}'
 	kill "$HP" 2>/dev/null || true
 	wait "$HP" 2>/dev/null || true
+	# SIGTERM (or SIGINT): what was done is reported, in flight is "interrupted", exit 128+15
+	hostile hang
+	sluice bench -u "unix:$T/h" -n 6 -c 3 --input-len 8 --output-len 4 --json "$T/out.json" >"$T/o" 2>"$T/e" &
+	pid=$!
+	sleep 0.5
+	kill -TERM $pid
+	st=0
+	wait $pid || st=$?
+	cat "$T/o" "$T/e"
+	[ "$st" -eq 143 ]
+	js 'r["completed"] == 0 and r["errors"] == {"interrupted": 3} and r["num_prompts"] == 3'
+	grep -q 'warning: interrupted' "$T/e"
+	kill "$HP" 2>/dev/null || true
+	wait "$HP" 2>/dev/null || true
 	hostile drop
 	run sluice bench -u "unix:$T/h" -n 10 -c 2 --input-len 8 --output-len 4 --json "$T/out.json"
 	echo "$output"

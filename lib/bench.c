@@ -432,14 +432,15 @@ data_next(bench *b, data *d, size_t i, bench_prompt *p, bench_req *r)
 		p->line = o;
 		p->max_tokens = ranged(&d->r, b->out_len, b->range);
 		for (j = 0; j < m->size; j++) {
-			const msgpack_object *k_ = &m->ptr[j].key, *v = &m->ptr[j].val;
+			/* the line was checked by jsonl_load: JSON keys are strings */
+			const msgpack_object *key = &m->ptr[j].key, *v = &m->ptr[j].val;
 
-			if (k_->via.str.size == 10 && !memcmp(k_->via.str.ptr, "max_tokens", 10))
+			if (key->via.str.size == 10 && !memcmp(key->via.str.ptr, "max_tokens", 10))
 				p->max_tokens = (uint32_t)v->via.u64;
-			else if (k_->via.str.size == 6 && !memcmp(k_->via.str.ptr, "prompt", 6)) {
+			else if (key->via.str.size == 6 && !memcmp(key->via.str.ptr, "prompt", 6)) {
 				p->text = v->via.str.ptr;
 				p->ntext = v->via.str.size;
-			} else if (k_->via.str.size == 6 && !memcmp(k_->via.str.ptr, "tokens", 6)) {
+			} else if (key->via.str.size == 6 && !memcmp(key->via.str.ptr, "tokens", 6)) {
 				ids_room(d, v->via.array.size ? v->via.array.size : 1);
 				for (k = 0; k < v->via.array.size; k++)
 					d->ids[k] = (uint32_t)v->via.array.ptr[k].via.u64;
@@ -1339,8 +1340,7 @@ options(bench *b, int argc, char **argv)
 		case O_SWEEP: parse_sweep(b, optarg); break;
 		case 'v': b->t.verbose++; break;
 		default:
-			if (optopt && optopt < 256 && strchr("ucn", optopt))
-				usage_because("an option wants a value");
+			/* getopt_long sets optopt for a missing value, not for an unknown option */
 			usage_because(optopt ? "an option wants a value" : "unknown option");
 		}
 	}

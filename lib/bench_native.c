@@ -130,8 +130,9 @@ on_event(io_loop *l, io_conn *c, const msg *m, void *ud)
 
 			u = msg_get(m, "usage");
 			if (u && u->type == MSGPACK_OBJECT_MAP) {
+				/* output tokens are those that came, counted, not the
+				 * server's word for them */
 				us.prompt = usage_key(u, "prompt_tokens");
-				us.completion = usage_key(u, "completion_tokens");
 				us.cached = usage_key(u, "cached_tokens");
 			}
 			bench_finish(b, (size_t)i, &us);

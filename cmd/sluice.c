@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bench.h"
 #include "die.h"
 #include "sluice.h"
 
@@ -14,8 +15,8 @@ static const struct subcmd {
 	{ "cat", cmd_cat, "[-j|-m] [-i json|msgpack] [-u endpoint] [-t ms]" },
 	{ "model", cmd_model, "fetch|path|synth" },
 	{ "gguf", cmd_gguf, "info|tensors|kv FILE" },
-	/* more subcommands here, one line each, e.g.
-	 * { "bench", bench_main, "..." }, */
+	{ "bench", bench_main, "(-u endpoint | --openai url) [options]" },
+	/* more subcommands here, one line each */
 };
 #define NCMDS (sizeof cmds / sizeof cmds[0])
 

@@ -1097,7 +1097,7 @@ batchd_main(int argc, char **argv)
 	}
 	cfg.drain_timeout = b->drain_timeout;
 	b->io = cfg.io;
-	daemon_init();
+	daemon_init(cfg.ready_fd);
 	msgpack_sbuffer_init(&b->sb);
 	b->loop = io_loop_new(&h, b);
 	lim.high_water = b->write_buffer;

@@ -1,5 +1,6 @@
 /* daemon: signals, listening, readiness, drain and the loop of every
  * sluice daemon (see daemon.h). */
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -21,10 +22,12 @@ typedef struct run {
 } run;
 
 void
-daemon_init(void)
+daemon_init(int ready_fd)
 {
 	struct rlimit rl;
 
+	if (ready_fd >= 0 && fcntl(ready_fd, F_GETFD) < 0)
+		die_x(EXIT_USAGE, "-d %d: not an open descriptor", ready_fd);
 	sigemptyset(&stop_set);
 	sigaddset(&stop_set, SIGTERM);
 	sigaddset(&stop_set, SIGINT);

@@ -28,10 +28,13 @@ typedef struct daemon_ops {
 				      * do at once (the next poll does not sleep) */
 } daemon_ops;
 
-/* Before any thread starts: SIGTERM and SIGINT blocked (they reach only
- * the signalfd), SIGPIPE ignored, the descriptor limit raised to the hard
- * limit (many idle clients). */
-void daemon_init(void);
+/* Right after the options, before any thread starts or file is opened:
+ * the readiness descriptor ready_fd (-d; -1 none) must be open, or it
+ * dies with 100 (a descriptor opened later would take its number and be
+ * closed by the readiness write); SIGTERM and SIGINT blocked (they reach
+ * only the signalfd), SIGPIPE ignored, the descriptor limit raised to the
+ * hard limit (many idle clients). */
+void daemon_init(int ready_fd);
 /* Listens on cfg's endpoints (or LISTEN_FDS, or standard input). Dies with
  * 111 and io's message ("unable to listen on EP: why") when one fails.
  * Returns 1 when standard input is among them. */

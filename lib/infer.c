@@ -546,7 +546,7 @@ infer_main(int argc, char **argv, const backend *be)
 	/* blocked before any thread starts, so every thread inherits the mask
 	 * and the signals reach only the signalfd */
 	if (!ppl_text)
-		daemon_init();
+		daemon_init(cfg.ready_fd);
 	if (!model_path)
 		model_path = fetch_model_path();
 	open_model(&d->m, model_path, be);

@@ -1265,7 +1265,7 @@ metrics_new(const metrics_opts *o)
 	lbl_add(&m->ev.l[L_FINISHED], "cancelled", 9, 0);
 	lbl_add(&m->ev.l[L_FINISHED], "timeout", 7, 0);
 	lbl_add(&m->ev.l[L_FINISHED], "error", 5, 0);
-	daemon_init();   /* SIGTERM and SIGINT to the signalfd of daemon_run, SIGPIPE ignored */
+	daemon_init(m->o.ready_fd);   /* SIGTERM and SIGINT to the signalfd of daemon_run, SIGPIPE ignored */
 	m->loop = io_loop_new(&h, m);
 	io_loop_set_limits(m->loop, &lim);
 	m->http_timer = (io_timer)IO_TIMER_ZERO;

@@ -71,6 +71,13 @@ print(v)' "$1"
 	run batchd -h
 	[ "$status" -eq 0 ]
 	[[ "$output" == "usage: batchd "* ]]
+	# a readiness descriptor that is not open is refused at once (a socket
+	# opened later would take its number and the readiness write close it)
+	run batchd -l unix:/tmp/x -u unix:/tmp/y -d 9
+	[ "$status" -eq 100 ]
+	[ "$output" = "batchd: fatal: -d 9: not an open descriptor" ]
+	run timeout 10 infer-cpu -m "$TINY" -l unix:/tmp/x -d 9
+	[ "$status" -eq 100 ]
 }
 
 @test "batchd: 200 clients at once, the same ids on each: every request answered once, to its client, keys intact" {

@@ -157,7 +157,7 @@ def rss_kb(pid):
 
 def deadline(path, n, ms):
     s = connect(path)
-    s.sendall(b"".join(req(i, max_tokens=40, timeout_ms=ms) for i in range(n)))
+    s.sendall(b"".join(req(i, max_tokens=400, timeout_ms=ms) for i in range(n)))
     fin = {}
     for _, ev in events(s, n, 60):
         if "finish" in ev:

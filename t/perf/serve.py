@@ -51,6 +51,9 @@ def wait_file(path, secs=60):
 
 def start(cmd, ready=None, **kw):
     log("+", " ".join(cmd))
+    if ready:
+        # the daemon's readiness (-d 3) goes to the file ready
+        cmd = ["sh", "-c", 'exec "$@" 3>"$0"', ready] + cmd
     p = subprocess.Popen(cmd, start_new_session=True, **kw)
     LIVE.append(p)
     if ready:
@@ -132,15 +135,14 @@ def main():
         return start([os.path.join(BIN, "infer-cpu"), "-q", "-m", model, "-t", "2", "-l", "unix:" + e_sock,
                       "--max-seqs", str(a.max_seqs), "--ctx", str(slot_ctx),
                       "--kv-mem", str(kv_tokens * kv_bytes_per_token(model)), "-d", "3"],
-                     ready=r, pass_fds=(3,), stdin=subprocess.DEVNULL,
-                     **fd3(r))
+                     ready=r, stdin=subprocess.DEVNULL)
 
     def batchd():
         r = os.path.join(tmp, "bready")
         if os.path.exists(r):
             os.unlink(r)
         return start([os.path.join(BIN, "batchd"), "-q", "-l", "unix:" + b_sock, "-u", "unix:" + e_sock, "-d", "3"],
-                     ready=r, pass_fds=(3,), stdin=subprocess.DEVNULL, **fd3(r))
+                     ready=r, stdin=subprocess.DEVNULL)
 
     try:
         if "overhead" in a.only:
@@ -203,18 +205,11 @@ def main():
         json.dump(out, open(a.json, "w"), indent=1)
 
 
-def fd3(path):
-    # the readiness file becomes the child's fd 3
-    f = open(path, "w")
-    os.dup2(f.fileno(), 3)
-    return {}
-
-
 def kv_bytes_per_token(model):
     # layers x (K + V) x kv heads x head size x 2 bytes (F16), as both engines keep it
     out = subprocess.run([os.path.join(BIN, "sluice"), "gguf", "kv", model], capture_output=True, text=True).stdout
-    kv = dict(l.split("\t", 1) for l in out.splitlines() if "\t" in l)
-    g = lambda k: int(next(v for key, v in kv.items() if key.endswith(k)).strip().strip('"'))
+    kv = {l.split("\t")[0]: l.split("\t")[-1] for l in out.splitlines() if "\t" in l}
+    g = lambda k: int(next(v for key, v in kv.items() if key.endswith(k)))
     layers, heads, kvh, dim = g(".block_count"), g(".attention.head_count"), g(".attention.head_count_kv"), g(".embedding_length")
     return layers * 2 * kvh * (dim // heads) * 2
 

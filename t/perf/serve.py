@@ -20,7 +20,7 @@ llama-server comes from LLAMA_SERVER (PEERS.md says how to build it); without
 it the peer part is skipped. Runs take minutes on 2 cores.
 
   python3 t/perf/serve.py [-r RUNS] [-m MODEL] [--conc 1,4,16,64]
-      [--input-len N] [--output-len N] [--only overhead,peer] [--json FILE]
+      [--input-len N] [--output-len N] [--only overhead,peer] [--engine-args ARGS] [--json FILE]
 """
 import argparse, json, os, platform, shutil, signal, statistics, subprocess, sys, tempfile, time
 
@@ -113,6 +113,7 @@ def main():
     ap.add_argument("--output-len", type=int, default=64)
     ap.add_argument("--max-seqs", type=int, default=64)
     ap.add_argument("--only", default="overhead,peer")
+    ap.add_argument("--engine-args", default="", help="more infer-cpu options, e.g. --max-batch-tokens 2048")
     ap.add_argument("--json")
     a = ap.parse_args()
     model = a.model or subprocess.run([os.path.join(BIN, "sluice"), "model", "path"],
@@ -134,7 +135,7 @@ def main():
             os.unlink(r)
         return start([os.path.join(BIN, "infer-cpu"), "-q", "-m", model, "-t", "2", "-l", "unix:" + e_sock,
                       "--max-seqs", str(a.max_seqs), "--ctx", str(slot_ctx),
-                      "--kv-mem", str(kv_tokens * kv_bytes_per_token(model)), "-d", "3"],
+                      "--kv-mem", str(kv_tokens * kv_bytes_per_token(model)), "-d", "3"] + a.engine_args.split(),
                      ready=r, stdin=subprocess.DEVNULL)
 
     def batchd():

@@ -44,3 +44,20 @@ load helpers/lib
 		[ -z "$output" ] || { echo "$m: $output"; false; }
 	done
 }
+
+@test "every sluice subcommand (cmd/sluice-NAME.c, and bench) answers -h and has its man page" {
+	local f name n=0
+	for f in "$SLUICE_ROOT"/cmd/sluice-*.c bench; do
+		name=$(basename "$f" .c)
+		name=${name#sluice-}
+		run sluice "$name" -h
+		[ "$status" -eq 0 ] || { echo "sluice $name -h: $status"; false; }
+		[[ "$output" == "usage: sluice $name"* ]] || { echo "sluice $name -h says: $output"; false; }
+		[ -f "$SLUICE_ROOT/man/man1/sluice-$name.1" ] || { echo "no man/man1/sluice-$name.1"; false; }
+		n=$((n + 1))
+	done
+	[ "$n" -ge 4 ]
+	run sluice
+	[ "$status" -eq 100 ]
+	[[ "$output" == *"sluice cat "*"sluice model "*"sluice gguf "*"sluice bench "* ]]
+}

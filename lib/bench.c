@@ -26,6 +26,7 @@
 #include "addr.h"
 #include "bench_int.h"
 #include "die.h"
+#include "hist.h"
 #include "io.h"
 #include "json.h"
 #include "msg.h"
@@ -766,25 +767,6 @@ run_load(bench *b, unsigned conc, size_t n, double duration, uint64_t dseed)
 
 /* ================================================================ figures */
 
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* numpy's default percentile: linear between the closest ranks */
-static double
-percentile(const double *v, size_t n, double p)
-{
-	double pos = p / 100.0 * (double)(n - 1), lo = floor(pos);
-	size_t i = (size_t)lo;
-
-	if (i + 1 >= n)
-		return v[n - 1];
-	return v[i] + (v[i + 1] - v[i]) * (pos - lo);
-}
 
 /* v in seconds; sorts it; the figures in ms */
 static void
@@ -799,16 +781,16 @@ dist_of(double *v, size_t n, dist *d)
 		return;
 	for (i = 0; i < n; i++)
 		v[i] *= 1000.0;
-	qsort(v, n, sizeof *v, cmp_double);
+	hist_sort(v, n);
 	for (i = 0; i < n; i++)
 		sum += v[i];
 	d->mean = sum / (double)n;
 	for (i = 0; i < n; i++)
 		sq += (v[i] - d->mean) * (v[i] - d->mean);
 	d->std = sqrt(sq / (double)n);
-	d->p50 = percentile(v, n, 50);
-	d->p90 = percentile(v, n, 90);
-	d->p99 = percentile(v, n, 99);
+	d->p50 = hist_percentile(v, n, 50);
+	d->p90 = hist_percentile(v, n, 90);
+	d->p99 = hist_percentile(v, n, 99);
 }
 
 static uint64_t

@@ -1,5 +1,6 @@
 /* hist: vLLM's latency histograms and their msgpack form (see hist.h). */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "hist.h"
@@ -180,4 +181,27 @@ hist_unpack(const msgpack_object *o, hist hs[HIST_N])
 	}
 	memcpy(hs, tmp, sizeof tmp);
 	return 0;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+void
+hist_sort(double *v, size_t n)
+{
+	qsort(v, n, sizeof *v, cmp_double);
+}
+
+double
+hist_percentile(const double *v, size_t n, double p)
+{
+	double rank = p / 100 * (double)(n - 1), f = floor(rank);
+	size_t lo = (size_t)f, hi = lo + 1 < n ? lo + 1 : lo;
+
+	return v[lo] + (v[hi] - v[lo]) * (rank - f);
 }

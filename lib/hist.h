@@ -39,4 +39,11 @@ void hist_pack(msgpack_packer *pk, const hist hs[HIST_N]);
  * on success, and the histograms absent from the map are then zero. */
 int hist_unpack(const msgpack_object *o, hist hs[HIST_N]);
 
+/* Sorts v[0..n) ascending, in place. */
+void hist_sort(double *v, size_t n);
+/* The p-th percentile (0..100) of sorted v[0..n), n >= 1, as numpy's
+ * default ("linear": between the two closest ranks), which is what vLLM's
+ * and GuideLLM's reports use. */
+double hist_percentile(const double *v, size_t n, double p);
+
 #endif

@@ -202,23 +202,6 @@ samples_add(samples *s, double v, uint64_t *rng)
 		s->v[j] = v;
 }
 
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* numpy's default ("linear") percentile of sorted v[0..n) */
-static double
-percentile(const double *v, size_t n, double p)
-{
-	double rank = p / 100 * (double)(n - 1), f = floor(rank);
-	size_t lo = (size_t)f, hi = lo + 1 < n ? lo + 1 : lo;
-
-	return v[lo] + (v[hi] - v[lo]) * (rank - f);
-}
 
 /* ------------------------------------------------------------- ITL: streamed ids in progress */
 
@@ -949,10 +932,10 @@ metrics_summary(metrics *m, FILE *f)
 			fprintf(f, "%-8s %10d %12s %12s %12s %12s\n", names[i], 0, "-", "-", "-", "-");
 			continue;
 		}
-		qsort(s->v, s->n, sizeof *s->v, cmp_double);
+		hist_sort(s->v, s->n);
 		fprintf(f, "%-8s %10llu %12.6f %12.6f %12.6f %12.6f\n", names[i], (unsigned long long)s->seen,
-			s->sum / (double)s->seen, percentile(s->v, s->n, 50), percentile(s->v, s->n, 90),
-			percentile(s->v, s->n, 99));
+			s->sum / (double)s->seen, hist_percentile(s->v, s->n, 50), hist_percentile(s->v, s->n, 90),
+			hist_percentile(s->v, s->n, 99));
 	}
 	fflush(f);
 }

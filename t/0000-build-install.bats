@@ -45,6 +45,7 @@ load helpers/lib
 	done
 }
 
+# sluice-cat, sluice-model, sluice-gguf (cmd/sluice-*.c) and sluice-bench (lib/bench.c)
 @test "every sluice subcommand (cmd/sluice-NAME.c, and bench) answers -h and has its man page" {
 	local f name n=0
 	for f in "$SLUICE_ROOT"/cmd/sluice-*.c bench; do

@@ -86,14 +86,16 @@ def bench(target, conc, n, prompts, out_len, tmp):
     return r
 
 
-def make_prompts(path, want_tokens, count, out_len):
-    # lines of real text, joined until about want_tokens (4 bytes a token)
+def make_prompts(path, want_tokens, count, out_len, tag=""):
+    # lines of real text, joined until about want_tokens (4 bytes a token);
+    # each prompt starts with its own tag, so that no run finds the prompts
+    # of an earlier one in a prompt cache (both servers get the same file)
     words = open(TEXT).read().split()
     per = want_tokens * 4
     with open(path, "w") as f:
         i = 0
         for k in range(count):
-            s = []
+            s = [f"[{tag}#{k}]"]
             while len(" ".join(s)) < per:
                 s.append(words[i % len(words)])
                 i += 1
@@ -123,7 +125,6 @@ def main():
     tmp = tempfile.mkdtemp(prefix="serve.")
     out = {"machine": {"cores": os.cpu_count(), "cpu": cpu, "isa": flag}, "model": model}
     prompts = os.path.join(tmp, "prompts.jsonl")
-    make_prompts(prompts, a.input_len, 512, a.output_len)
     # KV: the same tokens on both sides: slots x (input + output + margin)
     slot_ctx = a.input_len * 2 + a.output_len + 64
     kv_tokens = a.max_seqs * slot_ctx
@@ -152,7 +153,9 @@ def main():
             for k in range(a.runs):
                 for name, sock in (("direct", e_sock), ("batchd", b_sock)):
                     log(f"overhead round {k + 1}/{a.runs}: {name}")
+                    make_prompts(prompts, a.input_len, 192, a.output_len, f"o{k}{name}")
                     res[name + "64"].append(bench(["-u", "unix:" + sock], 64, 192, prompts, a.output_len, tmp))
+                    make_prompts(prompts, a.input_len, 24, a.output_len, f"p{k}{name}")
                     res[name + "1"].append(bench(["-u", "unix:" + sock], 1, 24, prompts, a.output_len, tmp))
             stop(b)
             stop(e)
@@ -182,6 +185,8 @@ def main():
                 s_runs, l_runs = [], []
                 for k in range(a.runs):
                     log(f"peer c={c} round {k + 1}/{a.runs}")
+                    # the same fresh prompts for both servers in a round
+                    make_prompts(prompts, a.input_len, n + 8, a.output_len, f"c{c}r{k}")
                     s_runs.append(bench(["-u", "unix:" + b_sock], c, n, prompts, a.output_len, tmp))
                     l_runs.append(bench(["--openai", f"http://127.0.0.1:{port}"], c, n, prompts, a.output_len, tmp))
                 row = {"concurrency": c, "prompts": n}

@@ -12,16 +12,6 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static char *
-xstrndup(const char *s, size_t n)
-{
-	char *d = xmalloc(n + 1);
-
-	memcpy(d, s, n);
-	d[n] = 0;
-	return d;
-}
-
 /* ---- parsing endpoints ----------------------------------------------------- */
 
 int

@@ -694,12 +694,9 @@ on_request(batchd *b, client *cl, const msg *m)
 	r = xcalloc(1, sizeof *r);
 	r->cl = cl;
 	r->idlen = idlen;
-	r->id = xmalloc(idlen + 1);
-	memcpy(r->id, id, idlen);
-	r->id[idlen] = 0;
+	r->id = xstrndup(id, idlen);
 	r->rawlen = m->len;
-	r->raw = xmalloc(m->len ? m->len : 1);
-	memcpy(r->raw, m->raw, m->len);
+	r->raw = xstrndup(m->raw, m->len);
 	b->held_bytes += m->len;
 	if (msg_int(m, "priority", &prio) == 1)
 		r->prio = prio;

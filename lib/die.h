@@ -41,5 +41,7 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
+/* n bytes of s and a NUL (s may hold NULs: ids, raw messages) */
+char *xstrndup(const char *s, size_t n);
 
 #endif

@@ -444,12 +444,9 @@ engine_add(engine *e, void *owner, const msg *m, uint64_t order)
 	r->t_arrived = now();
 	r->owner = owner;
 	r->idlen = idlen;
-	r->id = xmalloc(idlen + 1);
-	memcpy(r->id, id, idlen);
-	r->id[idlen] = 0;
+	r->id = xstrndup(id, idlen);
 	r->rawlen = m->len;
-	r->raw = xmalloc(m->len ? m->len : 1);
-	memcpy(r->raw, m->raw, m->len);
+	r->raw = xstrndup(m->raw, m->len);
 	r->n_prompt = n;
 	r->max_new = e->max_tokens_default;
 	if (msg_uint(m, "max_tokens", &u) == 1)

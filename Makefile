@@ -17,7 +17,7 @@ CFLAGS  ?= -O2 -g
 PREFIX  ?= /usr/local
 DESTDIR ?=
 
-PKGS      := msgpack hiredis libpipeline libmicrohttpd libcurl
+PKGS      := msgpack hiredis libpipeline libmicrohttpd libcurl jansson
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

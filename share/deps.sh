@@ -11,7 +11,7 @@ prog=deps
 # Debian packages: the compilers, the libraries the Makefile links, and the
 # programs the tests run.
 DEB="build-essential clang pkg-config libmsgpack-dev libhiredis-dev libpipeline-dev
-libmicrohttpd-dev libcurl4-openssl-dev libopenblas-dev bats redis-server gnuplot-nox
+libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libopenblas-dev bats redis-server gnuplot-nox
 python3 python3-pip"
 
 # ---------------------------------------------------------------- Debian
@@ -56,7 +56,7 @@ fi
 # checked with `python3 -c 'import module'` and only missing ones installed.
 # Debian 12's python3 is "externally managed" (PEP 668), so pip needs
 # --break-system-packages there; --user keeps them out of /usr.
-PY="numpy=numpy gguf=gguf msgpack=msgpack prometheus_client=prometheus_client"
+PY="numpy=numpy gguf=gguf msgpack=msgpack prometheus_client=prometheus_client openai=openai"
 
 pymissing=
 for e in $PY; do

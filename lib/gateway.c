@@ -2,8 +2,7 @@
  * and gateway(1)).
  *
  * One thread does everything, in lib/daemon's loop, as metrics does:
- * libmicrohttpd runs in its external-epoll mode (its epoll descriptor is
- * watched like any other, a timer keeps its timeouts), and the upstream
+ * libmicrohttpd runs inside it (lib/httpd), and the upstream
  * connection is an io_conn of the same loop. An HTTP request that waits for
  * the engine is a suspended connection: an event for it resumes it, and
  * its reader hands over what is queued, or suspends it again. While it is
@@ -34,6 +33,7 @@
 #include "gateway.h"
 #include "gguf.h"
 #include "hist.h"
+#include "httpd.h"
 #include "idtab.h"
 #include "io.h"
 #include "msg.h"
@@ -112,9 +112,7 @@ typedef struct counters {
 struct gateway {
 	gateway_opts o;
 	io_loop *loop;
-	struct MHD_Daemon *httpd;
-	int http_fd;
-	io_timer http_timer;
+	httpd http;             /* libmicrohttpd in the loop */
 	int kick;               /* a connection was resumed: run libmicrohttpd this turn */
 	io_conn *up;
 	io_timer redial;
@@ -336,6 +334,13 @@ cancel_all(greq *g)
 
 static void
 on_hangup(io_loop *l, int fd, short revents, void *ud);
+
+static void
+run_http(gateway *gw)
+{
+	gw->kick = 0;
+	httpd_run(&gw->http);
+}
 
 static void
 suspend(greq *g)
@@ -1104,50 +1109,6 @@ on_request(void *cls, struct MHD_Connection *hc, const char *url, const char *me
 	}
 }
 
-static void
-http_log(void *cls, const char *fmt, va_list ap)
-{
-	char line[512];
-	size_t n;
-
-	(void)cls;
-	vsnprintf(line, sizeof line, fmt, ap);
-	n = strlen(line);
-	while (n && line[n - 1] == '\n')
-		line[--n] = 0;
-	info_x("http: %s", line);
-}
-
-static void
-http_run(gateway *gw)
-{
-	MHD_UNSIGNED_LONG_LONG ms;
-
-	gw->kick = 0;
-	MHD_run(gw->httpd);
-	if (MHD_get_timeout(gw->httpd, &ms) == MHD_YES)
-		io_timer_after(gw->loop, &gw->http_timer, ms / 1000.0);
-	else
-		io_timer_stop(gw->loop, &gw->http_timer);
-}
-
-static void
-on_http(io_loop *l, int fd, short revents, void *ud)
-{
-	(void)l;
-	(void)fd;
-	(void)revents;
-	http_run(ud);
-}
-
-static void
-on_http_timer(io_loop *l, io_timer *t, void *ud)
-{
-	(void)l;
-	(void)t;
-	http_run(ud);
-}
-
 /* ------------------------------------------------------------- upstream */
 
 static void
@@ -1251,7 +1212,7 @@ on_abandon(void *ud)
 		resume(g);
 	}
 	gw->stop = 1;
-	http_run(gw);
+	run_http(gw);
 }
 
 static int
@@ -1267,7 +1228,7 @@ on_turn(void *ud)
 {
 	gateway *gw = ud;
 
-	http_run(gw);
+	run_http(gw);
 	return gw->kick;
 }
 
@@ -1338,39 +1299,21 @@ loopback(const struct sockaddr_storage *ss)
 static void
 http_listen(gateway *gw)
 {
-	addr a = ADDR_ZERO;
+	const struct MHD_OptionItem opts[] = {
+		{ MHD_OPTION_CONNECTION_LIMIT, (intptr_t)gw->o.max_conns, NULL },
+		{ MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)gw->o.idle_timeout, NULL },
+		{ MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, gw },
+		{ MHD_OPTION_END, 0, NULL },
+	};
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
-	const union MHD_DaemonInfo *di;
 	char err[512], host[64];
-	int fd = -1, port = 0;
+	int port = 0;
 
-	size_t n = strlen(gw->o.listen);
-	int any_port = !strncmp(gw->o.listen, "tcp:", 4) && n > 6 && !strcmp(gw->o.listen + n - 2, ":0");
-
-	if (any_port) {
-		/* port 0: the kernel picks one (said on stderr); endpoints
-		 * elsewhere refuse it, as a -u of port 0 means nothing */
-		char *ep = xstrdup(gw->o.listen);
-		ep[n - 1] = '1';
-		if (addr_parse(ep, &a, err, sizeof err) < 0)
-			die_x(EXIT_USAGE, "unable to listen on %s: %s", gw->o.listen, err);
-		free(ep);
-		free(a.port);
-		a.port = xstrdup("0");
-	} else if (addr_parse(gw->o.listen, &a, err, sizeof err) < 0) {
-		die_x(EXIT_USAGE, "unable to listen on %s: %s", gw->o.listen, err);
-	}
-	if (a.kind == ADDR_FD) {
-		fd = a.fd;
-	} else if (a.kind == ADDR_TCP) {
-		if ((fd = sock_listen_tcp(&a, 512, gw->o.listen, err, sizeof err)) < 0)
-			die_x(EXIT_SYS, "%s", err);
-	} else {
-		die_x(EXIT_USAGE, "unable to listen on %s: HTTP is served on tcp:HOST:PORT or fd:N", gw->o.listen);
-	}
-	addr_free(&a);
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+	if (httpd_start(&gw->http, gw->loop, gw->o.listen, MHD_ALLOW_SUSPEND_RESUME, on_request, gw, opts,
+			err, sizeof err) < 0)
+		die_x(EXIT_SYS, "%s", err);
+	if (getsockname(gw->http.fd, (struct sockaddr *)&ss, &sl) < 0)
 		die_sys("unable to listen on %s", gw->o.listen);
 	if (!gw->nkeys && !gw->o.insecure && !loopback(&ss))
 		die_x(EXIT_USAGE, "refusing to serve %s without an API key; give --api-key-file or --insecure",
@@ -1386,21 +1329,6 @@ http_listen(gateway *gw)
 	} else {
 		snprintf(host, sizeof host, "localhost");
 	}
-	gw->httpd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-				     on_request, gw,
-				     MHD_OPTION_LISTEN_SOCKET, fd,
-				     MHD_OPTION_CONNECTION_LIMIT, gw->o.max_conns,
-				     MHD_OPTION_CONNECTION_TIMEOUT, gw->o.idle_timeout,
-				     MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw,
-				     MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,
-				     MHD_OPTION_END);
-	if (!gw->httpd)
-		die_x(EXIT_SYS, "unable to listen on %s: libmicrohttpd would not start", gw->o.listen);
-	di = MHD_get_daemon_info(gw->httpd, MHD_DAEMON_INFO_EPOLL_FD);
-	if (!di || di->epoll_fd < 0)
-		die_x(EXIT_SYS, "unable to listen on %s: libmicrohttpd has no epoll descriptor", gw->o.listen);
-	gw->http_fd = fd;
-	io_loop_watch(gw->loop, di->epoll_fd, POLLIN, on_http, gw);
 	/* always said: with port 0 it is how a caller learns the port */
 	fprintf(stderr, "gateway: listening on http://%s:%d\n", host, port);
 }
@@ -1450,7 +1378,7 @@ gateway_main(const gateway_opts *o)
 	size_t i;
 
 	gw->o = *o;
-	gw->http_fd = -1;
+	gw->http = (httpd)HTTPD_ZERO;
 	gw->t_start = wall();
 	daemon_init(o->ready_fd);
 	read_keys(gw);
@@ -1465,9 +1393,6 @@ gateway_main(const gateway_opts *o)
 	gw->cx.max_model_len = gw->max_model_len;
 	msgpack_sbuffer_init(&gw->sb);
 	gw->loop = io_loop_new(&h, gw);
-	gw->http_timer = (io_timer)IO_TIMER_ZERO;
-	gw->http_timer.cb = on_http_timer;
-	gw->http_timer.ud = gw;
 	gw->redial = (io_timer)IO_TIMER_ZERO;
 	gw->redial.cb = on_redial;
 	gw->redial.ud = gw;
@@ -1475,10 +1400,9 @@ gateway_main(const gateway_opts *o)
 	dial(gw);
 	cfg.ready_fd = o->ready_fd;
 	cfg.drain_timeout = o->drain_timeout;
-	http_run(gw);
+	run_http(gw);
 	daemon_run(gw->loop, &cfg, &ops, gw);
 	/* the end: the connections go, then the rest */
-	io_timer_stop(gw->loop, &gw->http_timer);
 	io_timer_stop(gw->loop, &gw->redial);
 	gw->stop = 1;
 	/* libmicrohttpd must not be stopped with a connection suspended */
@@ -1486,9 +1410,8 @@ gateway_main(const gateway_opts *o)
 		g->gone = 1;
 		resume(g);
 	}
-	http_run(gw);
-	MHD_stop_daemon(gw->httpd);
-	close(gw->http_fd);
+	run_http(gw);
+	httpd_stop(&gw->http);
 	io_loop_free(gw->loop);
 	idtab_free(&gw->ids);
 	msgpack_sbuffer_destroy(&gw->sb);

@@ -26,6 +26,7 @@
 #include "daemon.h"
 #include "die.h"
 #include "hist.h"
+#include "httpd.h"
 #include "io.h"
 #include "sock.h"
 #include "metrics.h"
@@ -243,9 +244,7 @@ struct metrics {
 	io_loop *loop;
 	int stopping;              /* SIGTERM or SIGINT came */
 	int ended;                 /* the input ended (every -i a stream, at its end) */
-	struct MHD_Daemon *httpd;
-	int http_fd;
-	io_timer http_timer;       /* libmicrohttpd's next timeout */
+	httpd http;                /* libmicrohttpd in the loop */
 	io_timer poll_timer;       /* the next stats queries (-u) */
 	/* inputs */
 	int ninputs;               /* -i given */
@@ -1113,110 +1112,20 @@ http_answer(void *cls, struct MHD_Connection *hc, const char *url, const char *m
 	return ret;
 }
 
-static void
-http_log(void *cls, const char *fmt, va_list ap)
-{
-	char line[512];
-	size_t n;
-
-	(void)cls;
-	vsnprintf(line, sizeof line, fmt, ap);
-	n = strlen(line);
-	while (n && line[n - 1] == '\n')
-		line[--n] = 0;
-	info_x("http: %s", line);
-}
-
-/* Runs libmicrohttpd and sets the timer for its next timeout (an idle
- * connection to close, work it left for later). */
-static void
-http_run(metrics *m)
-{
-	MHD_UNSIGNED_LONG_LONG ms;
-
-	MHD_run(m->httpd);
-	if (MHD_get_timeout(m->httpd, &ms) == MHD_YES)
-		io_timer_after(m->loop, &m->http_timer, ms / 1000.0);
-	else
-		io_timer_stop(m->loop, &m->http_timer);
-}
-
-static void
-on_http(io_loop *l, int fd, short revents, void *ud)
-{
-	(void)l;
-	(void)fd;
-	(void)revents;
-	http_run(ud);
-}
-
-static void
-on_http_timer(io_loop *l, io_timer *t, void *ud)
-{
-	(void)l;
-	(void)t;
-	http_run(ud);
-}
-
 int
 metrics_listen(metrics *m, const char *ep, char *err, size_t errlen)
 {
-	addr a = ADDR_ZERO;
-	const union MHD_DaemonInfo *di;
-	int fd = -1;
+	static const struct MHD_OptionItem opts[] = {
+		{ MHD_OPTION_CONNECTION_LIMIT, 64, NULL },
+		{ MHD_OPTION_CONNECTION_TIMEOUT, 10, NULL },
+		{ MHD_OPTION_END, 0, NULL },
+	};
 
-	if (m->httpd) {
+	if (m->http.d) {
 		seterr(err, errlen, "unable to listen on %s: one -l only", ep);
 		return -1;
 	}
-	if (addr_parse(ep, &a, err, errlen) < 0)
-		goto bad;
-	if (a.kind == ADDR_FD) {
-		int acc = 0;
-		socklen_t sl = sizeof acc;
-
-		if (getsockopt(a.fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &sl) < 0 || !acc) {
-			seterr(err, errlen, "unable to listen on %s: not a listening socket", ep);
-			goto fail;
-		}
-		fd = a.fd;
-	} else if (a.kind == ADDR_TCP) {
-		if ((fd = sock_listen_tcp(&a, 128, ep, err, errlen)) < 0)
-			goto fail;
-	} else {
-		seterr(err, errlen, "unable to listen on %s: HTTP is served on tcp:HOST:PORT or fd:N", ep);
-		goto fail;
-	}
-	m->httpd = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, http_answer, m,
-				    MHD_OPTION_LISTEN_SOCKET, fd,
-				    MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-				    MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,
-				    MHD_OPTION_END);
-	if (!m->httpd) {
-		seterr(err, errlen, "unable to listen on %s: libmicrohttpd would not start", ep);
-		close(fd);
-		goto fail;
-	}
-	di = MHD_get_daemon_info(m->httpd, MHD_DAEMON_INFO_EPOLL_FD);
-	if (!di || di->epoll_fd < 0) {
-		seterr(err, errlen, "unable to listen on %s: libmicrohttpd has no epoll descriptor", ep);
-		goto fail;
-	}
-	m->http_fd = fd;
-	io_loop_watch(m->loop, di->epoll_fd, POLLIN, on_http, m);
-	addr_free(&a);
-	return 0;
-bad:
-	if (strncmp(err, "unable to listen on ", 20)) {
-		char why[400];
-
-		snprintf(why, sizeof why, "%s", err);
-		seterr(err, errlen, "unable to listen on %s: %s", ep, why);
-	}
-fail:
-	addr_free(&a);
-	return -1;
+	return httpd_start(&m->http, m->loop, ep, 0, http_answer, m, opts, err, errlen);
 }
 
 /* ------------------------------------------------------------- the program */
@@ -1232,7 +1141,7 @@ metrics_new(const metrics_opts *o)
 	if (!(m->o.interval > 0))
 		m->o.interval = 1;
 	m->rng = 0x9e3779b97f4a7c15ull;
-	m->http_fd = -1;
+	m->http = (httpd)HTTPD_ZERO;
 	m->seed = ((uint64_t)getpid() << 32) ^ (uint64_t)(io_now() * 1e9) ^ (uint64_t)(uintptr_t)m;
 	m->itabn = 1u << 16;
 	m->itab = xcalloc(m->itabn, sizeof *m->itab);
@@ -1251,9 +1160,6 @@ metrics_new(const metrics_opts *o)
 	daemon_init(m->o.ready_fd);   /* SIGTERM and SIGINT to the signalfd of daemon_run, SIGPIPE ignored */
 	m->loop = io_loop_new(&h, m);
 	io_loop_set_limits(m->loop, &lim);
-	m->http_timer = (io_timer)IO_TIMER_ZERO;
-	m->http_timer.cb = on_http_timer;
-	m->http_timer.ud = m;
 	m->poll_timer = (io_timer)IO_TIMER_ZERO;
 	m->poll_timer.cb = on_poll_timer;
 	m->poll_timer.ud = m;
@@ -1308,7 +1214,7 @@ is_done(void *ud)
 {
 	metrics *m = ud;
 
-	return m->stopping || (m->ended && !m->httpd);
+	return m->stopping || (m->ended && !m->http.d);
 }
 
 /* after every poll: has the input ended? and libmicrohttpd's share */
@@ -1321,8 +1227,7 @@ on_turn(void *ud)
 		m->ended = 1;
 		summary_once(m);
 	}
-	if (m->httpd)
-		http_run(m);
+	httpd_run(&m->http);
 	return 0;
 }
 
@@ -1337,11 +1242,10 @@ metrics_run(metrics *m)
 		m->next_poll = io_now();
 		io_timer_at(m->loop, &m->poll_timer, m->next_poll);
 	}
-	if (m->httpd)
-		http_run(m);
+	httpd_run(&m->http);
 	daemon_run(m->loop, &cfg, &ops, m);
 	summary_once(m);
-	return m->ended && m->bad_stdin && !m->httpd ? EXIT_SYS : 0;
+	return m->ended && m->bad_stdin && !m->http.d ? EXIT_SYS : 0;
 }
 
 void
@@ -1352,12 +1256,8 @@ metrics_free(metrics *m)
 
 	if (!m)
 		return;
-	io_timer_stop(m->loop, &m->http_timer);
 	io_timer_stop(m->loop, &m->poll_timer);
-	if (m->httpd)
-		MHD_stop_daemon(m->httpd);
-	if (m->http_fd >= 0)
-		close(m->http_fd);
+	httpd_stop(&m->http);
 	io_loop_free(m->loop);   /* closes without on_close: */
 	while (m->evconns) {
 		evconn *ec = m->evconns;

@@ -466,7 +466,7 @@ assert isinstance(d["created"], int) and isinstance(d["max_model_len"], int) and
 @test "gateway: SIGTERM: the stream in flight finishes, /health and new requests 503 draining, exit 0" {
 	stack
 	curl -sN -o "$T/stream" -H 'Content-Type: application/json' \
-		-d '{"model":"tiny","prompt":"Hi","max_tokens":3000,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}' \
+		-d '{"model":"tiny","prompt":"Hi","max_tokens":7000,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}' \
 		"$URL/v1/completions" &
 	CP=$!
 	for i in $(seq 200); do grep -q '^data: ' "$T/stream" 2>/dev/null && break; sleep 0.05; done
@@ -484,11 +484,37 @@ assert isinstance(d["created"], int) and isinstance(d["max_model_len"], int) and
 	wait "$GP" || st=$?
 	GP=
 	[ "$st" -eq 0 ]
-	run python3 "$OAI" sse "$T/stream" --usage 3000 --finish length
+	run python3 "$OAI" sse "$T/stream" --usage 7000 --finish length
 	echo "$output"
 	[ "$status" -eq 0 ]
 	req GET /health
 	[ "$code" = 000 ]
+}
+
+@test "gateway: batchd killed mid-stream: the stream ends with an upstream_lost error event, /health 503, then 200 and served once batchd is back" {
+	stack
+	curl -sN -o "$T/stream" -H 'Content-Type: application/json' \
+		-d '{"model":"tiny","prompt":"Hi","max_tokens":7000,"ignore_eos":true,"stream":true}' \
+		"$URL/v1/completions" &
+	CP=$!
+	for i in $(seq 200); do grep -q '^data: ' "$T/stream" 2>/dev/null && break; sleep 0.05; done
+	kill -9 "$BP"
+	wait "$BP" 2>/dev/null || true
+	BP=
+	wait "$CP"
+	CP=
+	# the 200 went out: the error is the stream's last event, then [DONE]
+	tail -c 300 "$T/stream" | grep -q '"code":"upstream_lost"'
+	[ "$(tail -c 14 "$T/stream")" = "$(printf 'data: [DONE]\n\n')" ]
+	req GET /health
+	[ "$code" = 503 ]
+	req POST /v1/completions '{"model":"tiny","prompt":"Hi","max_tokens":2}'
+	err 503 service_unavailable upstream_lost
+	batchd_up -q
+	for i in $(seq 100); do req GET /health; [ "$code" = 200 ] && break; sleep 0.05; done
+	[ "$code" = 200 ]
+	req POST /v1/completions '{"model":"tiny","prompt":"Hi","max_tokens":2}'
+	[ "$code" = 200 ]
 }
 
 # ------------------------------------------------------------------ metrics

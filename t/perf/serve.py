@@ -6,12 +6,17 @@ in one run, alternating (A B A B ...), medians of several rounds:
              output tokens/s at 64 concurrent streams (the share batchd
              costs), and at concurrency 1 the median and p99 end-to-end
              latency added by the extra hop.
+  gateway    sluice bench over HTTP (--openai) through gateway, against
+             sluice bench straight to batchd: output tokens/s at 64 streams
+             and TTFT p50/p99 at 64 and at 1.
+  http       the peer part end to end over HTTP on both sides: gateway ->
+             batchd -> infer-cpu against llama-server.
   peer       batchd + infer-cpu against llama.cpp's llama-server (-np slots,
              continuous batching, the same threads, the same KV size in
              tokens), at concurrency 1, 4, 16, 64: output tokens/s and
              p50/p99 TTFT. Both get the same prompts: lines of real text
              (GPL-3) of about --input-len tokens, max_tokens --output-len,
-             ignore_eos. sluice is driven over its native protocol on a
+             ignore_eos, temperature 0. sluice is driven over its native protocol on a
              unix socket, llama-server over HTTP (/v1/completions, SSE) on
              loopback, as their users would (the gateway, sluice's HTTP
              front, is the next issue).
@@ -20,7 +25,7 @@ llama-server comes from LLAMA_SERVER (PEERS.md says how to build it); without
 it the peer part is skipped. Runs take minutes on 2 cores.
 
   python3 t/perf/serve.py [-r RUNS] [-m MODEL] [--conc 1,4,16,64]
-      [--input-len N] [--output-len N] [--only overhead,peer] [--engine-args ARGS] [--json FILE]
+      [--input-len N] [--output-len N] [--only overhead,gateway,peer,http] [--engine-args ARGS] [--json FILE]
 """
 import argparse, json, os, platform, shutil, signal, statistics, subprocess, sys, tempfile, time
 
@@ -99,7 +104,7 @@ def make_prompts(path, want_tokens, count, out_len, tag=""):
             while len(" ".join(s)) < per:
                 s.append(words[i % len(words)])
                 i += 1
-            f.write(json.dumps({"prompt": " ".join(s), "max_tokens": out_len}) + "\n")
+            f.write(json.dumps({"prompt": " ".join(s), "max_tokens": out_len, "temperature": 0}) + "\n")
 
 
 def med(rs, key):
@@ -139,6 +144,16 @@ def main():
                       "--kv-mem", str(kv_tokens * kv_bytes_per_token(model)), "-d", "3"] + a.engine_args.split(),
                      ready=r, stdin=subprocess.DEVNULL)
 
+    def gateway():
+        r = os.path.join(tmp, "gready")
+        if os.path.exists(r):
+            os.unlink(r)
+        err = open(os.path.join(tmp, "gerr"), "w")
+        p = start([os.path.join(BIN, "gateway"), "-q", "-m", model, "-u", "unix:" + b_sock, "-l", "tcp:127.0.0.1:0",
+                   "--served-model-name", "m", "-d", "3"], ready=r, stdin=subprocess.DEVNULL, stderr=err)
+        port = next(l.split(":")[-1].strip() for l in open(os.path.join(tmp, "gerr")) if "listening on" in l)
+        return p, ["--openai", f"http://127.0.0.1:{port}", "--model", "m"]
+
     def batchd():
         r = os.path.join(tmp, "bready")
         if os.path.exists(r):
@@ -165,20 +180,61 @@ def main():
                  "c1_p99_e2el_ms": [med(res["direct1"], "p99_e2el_ms"), med(res["batchd1"], "p99_e2el_ms")]}
             o["added_median_ms"] = o["c1_median_e2el_ms"][1] - o["c1_median_e2el_ms"][0]
             o["added_p99_ms"] = o["c1_p99_e2el_ms"][1] - o["c1_p99_e2el_ms"][0]
+            # one hop, one event: what batchd adds to the first token and to
+            # each gap between tokens
+            for k in ("median_ttft_ms", "p99_ttft_ms", "median_itl_ms", "p99_itl_ms"):
+                o["c1_" + k] = [med(res["direct1"], k), med(res["batchd1"], k)]
+                o["added_" + k] = o["c1_" + k][1] - o["c1_" + k][0]
             out["overhead"] = o
             print(f"overhead at 64 streams: direct {d:.1f} tok/s, through batchd {bb:.1f} tok/s "
                   f"({o['loss_pct']:+.2f}% lost); at 1 stream batchd adds {o['added_median_ms']:+.2f} ms "
-                  f"(median e2e), {o['added_p99_ms']:+.2f} ms (p99)")
+                  f"(median e2e), {o['added_p99_ms']:+.2f} ms (p99); TTFT {o['added_median_ttft_ms']:+.3f} ms "
+                  f"(median), {o['added_p99_ttft_ms']:+.3f} ms (p99); ITL {o['added_median_itl_ms']:+.3f} ms "
+                  f"(median), {o['added_p99_itl_ms']:+.3f} ms (p99)")
+            for k in ("c1_median_ttft_ms", "c1_p99_ttft_ms", "c1_median_itl_ms", "c1_p99_itl_ms",
+                      "c1_median_e2el_ms", "c1_p99_e2el_ms"):
+                print(f"  {k}: direct {o[k][0]:.3f}, batchd {o[k][1]:.3f}")
+        if "gateway" in a.only:
+            # the HTTP front's cost: sluice bench over HTTP through gateway
+            # against sluice bench straight to batchd, same engine
+            e, b = engine(), batchd()
+            g, gt = gateway()
+            res = {}
+            for k in range(a.runs):
+                for name, target in (("batchd", ["-u", "unix:" + b_sock]), ("gateway", gt)):
+                    for c, n in ((64, 192), (1, 24)):
+                        log(f"gateway round {k + 1}/{a.runs}: {name} c={c}")
+                        make_prompts(prompts, a.input_len, n + 8, a.output_len, f"g{k}{name}{c}")
+                        res.setdefault(f"{name}{c}", []).append(bench(target, c, n, prompts, a.output_len, tmp))
+            stop(g)
+            stop(b)
+            stop(e)
+            o = {}
+            for c in (64, 1):
+                d, gg = med(res[f"batchd{c}"], "output_throughput"), med(res[f"gateway{c}"], "output_throughput")
+                o[f"c{c}"] = {"batchd_tok_s": d, "gateway_tok_s": gg, "loss_pct": (1 - gg / d) * 100}
+                for k in ("median_ttft_ms", "p99_ttft_ms", "median_itl_ms", "p99_e2el_ms"):
+                    o[f"c{c}"][k] = [med(res[f"batchd{c}"], k), med(res[f"gateway{c}"], k)]
+                x = o[f"c{c}"]
+                print(f"gateway at {c} streams: batchd {d:.1f} tok/s, through gateway {gg:.1f} tok/s "
+                      f"({x['loss_pct']:+.2f}% lost); TTFT p50 {x['median_ttft_ms'][0]:.2f} -> "
+                      f"{x['median_ttft_ms'][1]:.2f} ms, p99 {x['p99_ttft_ms'][0]:.2f} -> {x['p99_ttft_ms'][1]:.2f} ms "
+                      f"(added {x['p99_ttft_ms'][1] - x['p99_ttft_ms'][0]:+.2f} ms)", flush=True)
+            out["gateway"] = o
         server = os.environ.get("LLAMA_SERVER") or shutil.which("llama-server")
         if "peer" in a.only and not server:
             log("LLAMA_SERVER not set and no llama-server on PATH: the peer part is skipped")
-        elif "peer" in a.only:
+        elif "peer" in a.only or "http" in a.only:
             port = free_port()
             ls = start([server, "-m", model, "-t", "2", "-np", str(a.max_seqs), "-c", str(kv_tokens),
                         "--host", "127.0.0.1", "--port", str(port), "--cont-batching", "--no-webui"],
                        stdout=open(os.path.join(tmp, "llama.log"), "w"), stderr=subprocess.STDOUT)
             wait_http(port)
             e, b = engine(), batchd()
+            g, sluice_target = None, ["-u", "unix:" + b_sock]
+            if "http" in a.only:
+                # end to end over HTTP on both sides: gateway -> batchd -> infer-cpu
+                g, sluice_target = gateway()
             rows = []
             for c in [int(x) for x in a.conc.split(",")]:
                 n = max(2 * c, 16)
@@ -187,7 +243,7 @@ def main():
                     log(f"peer c={c} round {k + 1}/{a.runs}")
                     # the same fresh prompts for both servers in a round
                     make_prompts(prompts, a.input_len, n + 8, a.output_len, f"c{c}r{k}")
-                    s_runs.append(bench(["-u", "unix:" + b_sock], c, n, prompts, a.output_len, tmp))
+                    s_runs.append(bench(sluice_target, c, n, prompts, a.output_len, tmp))
                     l_runs.append(bench(["--openai", f"http://127.0.0.1:{port}"], c, n, prompts, a.output_len, tmp))
                 row = {"concurrency": c, "prompts": n}
                 for side, rs in (("sluice", s_runs), ("llama", l_runs)):
@@ -199,7 +255,9 @@ def main():
                       f"{row['sluice']['median_ttft_ms']:.0f}/{row['sluice']['p99_ttft_ms']:.0f} ms | llama-server "
                       f"{row['llama']['output_throughput']:7.1f} tok/s, {row['llama']['median_ttft_ms']:.0f}/"
                       f"{row['llama']['p99_ttft_ms']:.0f} ms | throughput {row['throughput_ratio']:.2f}x", flush=True)
-            out["peer"] = rows
+            out["http" if g else "peer"] = rows
+            if g:
+                stop(g)
             stop(b)
             stop(e)
             stop(ls)

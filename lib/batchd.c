@@ -7,7 +7,15 @@
  * made unique upstream ("b" and a serial number) and restored on the way
  * back, so clients may reuse each other's ids. A request keeps its bytes
  * until it is answered, so one whose engine went away before answering
- * anything is sent again when the engine is back. */
+ * anything is sent again when the engine is back.
+ *
+ * route is the same program with many engines behind it (-u repeated): the
+ * queue and the clients are the same, and each request released goes to
+ * the replica the balance policy picks (round-robin, least in flight, or
+ * the one holding the longest cached prefix of its prompt tokens). A
+ * replica that disconnects, or says nothing for --upstream-timeout while it
+ * has work, is down until it answers a stats query again; what it had not
+ * answered goes back to the queue for another. */
 #include <errno.h>
 #include <getopt.h>
 #include <stddef.h>
@@ -25,13 +33,25 @@
 #include "io.h"
 #include "msg.h"
 #include "stats.h"
+#include "tokenize.h"
 
 #define USAGE "batchd [-l endpoint]... -u endpoint [--policy continuous|dynamic|static] " \
 	"[--max-batch N] [--max-wait-ms MS] [--max-inflight N] [--max-queue N] [--max-queued-tokens N] " \
 	"[--max-queue-bytes BYTES] [--timeout S] [--rate REQ/S] [--burst N] [--drain-timeout S] " \
 	"[--max-connections N] [--backlog N] [--write-buffer BYTES] [--write-timeout S] [-m mode] [-d fd] [-q]"
 
+#define ROUTE_USAGE "route [-l endpoint]... -u endpoint [-u endpoint]... [--policy prefix|least|rr] " \
+	"[-m model] [--block-size N] [--upstream-timeout S] [--max-inflight N] [--max-queue N] " \
+	"[--max-queued-tokens N] [--max-queue-bytes BYTES] [--timeout S] [--rate REQ/S] [--burst N] " \
+	"[--drain-timeout S] [--max-connections N] [--backlog N] [--write-buffer BYTES] [--write-timeout S] " \
+	"[--mode mode] [-d fd] [-q]"
+
 enum { P_CONTINUOUS, P_DYNAMIC, P_STATIC };
+enum { B_PREFIX, B_LEAST, B_RR };     /* route's balance policies */
+enum { K_CLIENT = 1, K_REPLICA };     /* what an io_conn's data is */
+
+#define MAX_REPLICAS 64
+#define CHAINS_MAX 65536             /* prefix chains remembered (LRU) */
 enum { R_QUEUED, R_FLIGHT };
 
 #define USER_SLOTS 4096      /* rate buckets for "user" keys (hashed; a collision shares one) */
@@ -43,6 +63,7 @@ typedef struct bucket {
 } bucket;
 
 typedef struct client {
+	int kind;                /* K_CLIENT */
 	io_conn *conn;
 	uint32_t live;           /* requests queued or at the engine */
 	int eof;                 /* the peer sent its last message */
@@ -50,7 +71,35 @@ typedef struct client {
 	struct client *next, *prev;
 } client;
 
+struct batchd;
+
+/* one engine behind (batchd has one, route many) */
+typedef struct replica {
+	int kind;                /* K_REPLICA */
+	struct batchd *b;
+	int idx;
+	const char *ep;
+	io_conn *up;             /* NULL while disconnected */
+	int ready;               /* answered the stats query since it connected */
+	int warned;
+	double backoff;
+	io_timer t;              /* the next dial */
+	uint32_t nflight, max_inflight;
+	double last_heard;       /* its last message, or when its work began */
+	int probed;              /* a stats query went out since then */
+	uint64_t routed, prefix_hits, lost;
+} replica;
+
+/* route's memory of prefixes: a chain hash -> the replica that last served it */
+typedef struct chain {
+	uint64_t h;
+	int rep;
+	struct chain *hnext;     /* hash bucket */
+	struct chain *newer, *older;   /* LRU */
+} chain;
+
 typedef struct breq {
+	replica *rep;            /* where it is in flight */
 	client *cl;              /* NULL: the client went away (a cancel was sent upstream) */
 	char *id;                /* the client's id */
 	size_t idlen;
@@ -70,18 +119,29 @@ typedef struct breq {
 	idtab_node un;           /* in the table by upstream id */
 	char upid[24];           /* "b<up>" */
 	size_t upn;
+	tok_ids toks;            /* route -m: the prompt tokenized here, sent as "tokens" */
+	uint64_t *chains;        /* route --policy prefix: the hash of each full block's chain */
+	uint32_t nchains;
 } breq;
 
 typedef struct batchd {
 	io_loop *loop;
-	io_conn *up;             /* the engine; NULL while down */
-	const char *up_ep;
-	int dialing;             /* io_loop_dial is running: its on_open is the engine's */
-	double up_backoff;
-	io_timer up_t;           /* the next try to reach the engine */
+	replica *reps[MAX_REPLICAS];
+	size_t nreps;
+	replica *dialing;        /* io_loop_dial is running: its on_open is this replica's */
+	int route;               /* the program is route */
+	int balance;             /* B_*: route's choice of replica */
+	size_t rr_next;
+	double up_timeout;       /* --upstream-timeout */
+	io_timer health_t;       /* route: replicas silent with work */
+	tok *t;                  /* route -m: prompts tokenized for the prefix policy */
+	int chat;
+	uint32_t block_size;
+	chain **ctab;            /* CHAINS_MAX buckets */
+	chain *newest, *oldest, *cfree;
+	size_t nchains;
 	io_timer wait_t;         /* dynamic policy: the oldest request's --max-wait-ms */
 	io_timer slow_t;         /* once a second: clients that read nothing */
-	int up_warned;
 	io_opts io;
 	client *clients;
 	breq *qhead, *qtail;     /* waiting, by priority then arrival */
@@ -182,8 +242,11 @@ dequeue(batchd *b, breq *r)
 }
 
 static void
-flight_add(batchd *b, breq *r)
+flight_add(batchd *b, breq *r, replica *rp)
 {
+	if (rp->nflight++ == 0)
+		rp->last_heard = now();   /* its silence counts from when its work began */
+	r->rep = rp;
 	r->next = b->flight;
 	r->prev = NULL;
 	if (b->flight)
@@ -202,6 +265,7 @@ req_free(batchd *b, breq *r)
 	else {
 		list_unlink(&b->flight, NULL, r);
 		b->nflight--;
+		r->rep->nflight--;
 	}
 	if (r->cl) {
 		idtab_del(&b->ct, &r->cn);
@@ -211,6 +275,8 @@ req_free(batchd *b, breq *r)
 	idtab_del(&b->ut, &r->un);
 	io_timer_stop(b->loop, &r->dl);
 	b->held_bytes -= r->rawlen;
+	tok_ids_free(&r->toks);
+	free(r->chains);
 	free(r->id);
 	free(r->raw);
 	free(r);
@@ -246,7 +312,7 @@ send_cancel(batchd *b, breq *r)
 {
 	msgpack_packer pk;
 
-	if (!b->up)
+	if (!r->rep || !r->rep->up)
 		return;
 	b->sb.size = 0;
 	msg_pk_init(&pk, &b->sb);
@@ -255,7 +321,7 @@ send_cancel(batchd *b, breq *r)
 	msg_pk_strn(&pk, r->upid, r->upn);
 	msg_pk_str(&pk, "cancel");
 	msgpack_pack_true(&pk);
-	io_send(b->up, b->sb.data, b->sb.size);
+	io_send(r->rep->up, b->sb.data, b->sb.size);
 }
 
 /* Ends r with an error of batchd's own (timeout in the queue, upstream_lost,
@@ -310,17 +376,60 @@ send_cancelled(batchd *b, io_conn *c, const char *id, size_t idlen)
 	io_send(c, b->sb.data, b->sb.size);
 }
 
+/* route's stats: "replicas": [{endpoint, up, in_flight, ...}] in -u order */
+static void
+pack_replicas(msgpack_packer *pk, void *ud)
+{
+	batchd *b = ud;
+	size_t i;
+
+	msg_pk_str(pk, "replicas");
+	msgpack_pack_array(pk, (uint32_t)b->nreps);
+	for (i = 0; i < b->nreps; i++) {
+		replica *rp = b->reps[i];
+		msgpack_pack_map(pk, 7);
+		msg_pk_str(pk, "endpoint");
+		msg_pk_str(pk, rp->ep);
+		msg_pk_str(pk, "up");
+		if (rp->ready)
+			msgpack_pack_true(pk);
+		else
+			msgpack_pack_false(pk);
+		msg_pk_str(pk, "in_flight");
+		msgpack_pack_uint32(pk, rp->nflight);
+		msg_pk_str(pk, "max_in_flight");
+		msgpack_pack_uint32(pk, rp->max_inflight);
+		msg_pk_str(pk, "routed");
+		msgpack_pack_uint64(pk, rp->routed);
+		msg_pk_str(pk, "prefix_hits");
+		msgpack_pack_uint64(pk, rp->prefix_hits);
+		msg_pk_str(pk, "lost");
+		msgpack_pack_uint64(pk, rp->lost);
+	}
+}
+
 static void
 send_stats(batchd *b, io_conn *c, const msg *m)
 {
 	msgpack_packer pk;
 	stats_now sn = STATS_NOW_NONE;
+	int64_t ups = 0, room = 0;
+	size_t i;
 
+	for (i = 0; i < b->nreps; i++) {
+		ups += b->reps[i]->up != NULL;
+		room += b->reps[i]->ready ? b->reps[i]->max_inflight : 0;
+	}
 	sn.draining = b->draining;
-	sn.connections = (int64_t)io_loop_nconns(b->loop) - (b->up != NULL);
+	sn.connections = (int64_t)io_loop_nconns(b->loop) - ups;
 	sn.running = b->nflight;
 	sn.waiting = b->nqueued;
-	sn.max_running = b->max_inflight;
+	sn.max_running = room;
+	if (b->route) {
+		sn.nextra = 1;
+		sn.extra = pack_replicas;
+		sn.extra_ud = b;
+	}
 	b->sb.size = 0;
 	msg_pk_init(&pk, &b->sb);
 	stats_pack(&pk, m, &b->st, &sn);
@@ -329,16 +438,18 @@ send_stats(batchd *b, io_conn *c, const msg *m)
 
 /* ------------------------------------------------------------- upstream */
 
-static const char *const own_keys[] = { "id", "timeout_ms" };
+static const char *const own_keys[] = { "id", "timeout_ms", "tokens" };
 
-/* Sends r to the engine under its upstream id, with what is left of its deadline. */
+/* Sends r to replica rp under its upstream id, with what is left of its
+ * deadline (and the tokens route made of its prompt). */
 static void
-send_up(batchd *b, breq *r, double t)
+send_up(batchd *b, breq *r, replica *rp, double t)
 {
 	msg m = MSG_ZERO;
 	msgpack_zone z;
 	msgpack_packer pk;
 	const char *err;
+	int toks = r->toks.n > 0;
 
 	msgpack_zone_init(&z, 1024);
 	b->sb.size = 0;
@@ -348,7 +459,8 @@ send_up(batchd *b, breq *r, double t)
 		end_req(b, r, "bad_request", "the request could not be read again");
 		return;
 	}
-	msg_pk_passthrough(&pk, &m, own_keys, 2, 1 + (r->deadline > 0));
+	/* "tokens" is the client's unless route made them */
+	msg_pk_passthrough(&pk, &m, own_keys, toks ? 3 : 2, 1 + (r->deadline > 0) + toks);
 	msgpack_zone_destroy(&z);
 	msg_pk_str(&pk, "id");
 	msg_pk_strn(&pk, r->upid, r->upn);
@@ -357,12 +469,19 @@ send_up(batchd *b, breq *r, double t)
 		msg_pk_str(&pk, "timeout_ms");
 		msgpack_pack_uint64(&pk, left < 1 ? 1 : (uint64_t)left);
 	}
+	if (toks) {
+		msg_pk_str(&pk, "tokens");
+		msgpack_pack_array(&pk, (uint32_t)r->toks.n);
+		for (size_t i = 0; i < r->toks.n; i++)
+			msgpack_pack_uint32(&pk, r->toks.v[i]);
+	}
 	dequeue(b, r);
 	io_timer_stop(b->loop, &r->dl);    /* the engine keeps the deadline now */
-	flight_add(b, r);
+	flight_add(b, r, rp);
+	rp->routed++;
 	if (r->t_released == 0)
 		r->t_released = t;
-	io_send(b->up, b->sb.data, b->sb.size);
+	io_send(rp->up, b->sb.data, b->sb.size);
 }
 
 /* 1 when no client can send more: every one ended its input (or none is left). */
@@ -377,16 +496,176 @@ input_ended(batchd *b)
 	return 1;
 }
 
-/* The policy: how many of the queue's head go to the engine now. */
+static int
+has_room(const replica *rp)
+{
+	return rp->up && rp->ready && rp->nflight < rp->max_inflight;
+}
+
+/* ---- route's memory of prefixes: chain hash -> replica, LRU-bounded */
+
+static chain *
+chain_find(batchd *b, uint64_t h)
+{
+	chain *c;
+
+	for (c = b->ctab[h & (CHAINS_MAX - 1)]; c; c = c->hnext)
+		if (c->h == h)
+			return c;
+	return NULL;
+}
+
+static void
+lru_unlink(batchd *b, chain *c)
+{
+	if (c->newer)
+		c->newer->older = c->older;
+	else
+		b->newest = c->older;
+	if (c->older)
+		c->older->newer = c->newer;
+	else
+		b->oldest = c->newer;
+	c->newer = c->older = NULL;
+}
+
+static void
+lru_front(batchd *b, chain *c)
+{
+	c->older = b->newest;
+	c->newer = NULL;
+	if (b->newest)
+		b->newest->newer = c;
+	b->newest = c;
+	if (!b->oldest)
+		b->oldest = c;
+}
+
+/* chain h was served by replica idx */
+static void
+chain_put(batchd *b, uint64_t h, int idx)
+{
+	chain *c = chain_find(b, h), **pp;
+
+	if (c) {
+		c->rep = idx;
+		lru_unlink(b, c);
+		lru_front(b, c);
+		return;
+	}
+	if (b->nchains == CHAINS_MAX) {
+		/* the oldest goes: out of its bucket and the list */
+		c = b->oldest;
+		lru_unlink(b, c);
+		for (pp = &b->ctab[c->h & (CHAINS_MAX - 1)]; *pp != c; pp = &(*pp)->hnext)
+			;
+		*pp = c->hnext;
+	} else {
+		c = xcalloc(1, sizeof *c);
+		b->nchains++;
+	}
+	c->h = h;
+	c->rep = idx;
+	c->hnext = b->ctab[h & (CHAINS_MAX - 1)];
+	b->ctab[h & (CHAINS_MAX - 1)] = c;
+	lru_front(b, c);
+}
+
+/* The hash of each full block's chain: block k's covers blocks 0..k. */
+static void
+chain_hashes(batchd *b, breq *r, const uint32_t *ids, size_t n)
+{
+	size_t k, i, nb = n / b->block_size;
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	if (!nb)
+		return;
+	r->chains = xcalloc(nb, sizeof *r->chains);
+	for (k = 0; k < nb; k++) {
+		for (i = k * b->block_size; i < (k + 1) * b->block_size; i++) {
+			uint32_t v = ids[i];
+			for (int j = 0; j < 4; j++, v >>= 8)
+				h = (h ^ (v & 0xff)) * 0x100000001b3ull;
+		}
+		r->chains[k] = h;
+	}
+	r->nchains = (uint32_t)nb;
+}
+
+/* the replica with room and the fewest in flight (ties: the lower index) */
+static replica *
+least_loaded(batchd *b)
+{
+	replica *best = NULL;
+	size_t i;
+
+	for (i = 0; i < b->nreps; i++)
+		if (has_room(b->reps[i]) && (!best || b->reps[i]->nflight < best->nflight))
+			best = b->reps[i];
+	return best;
+}
+
+/* Where r goes now, by the balance policy; NULL: no replica has room. */
+static replica *
+pick(batchd *b, breq *r, int *hit)
+{
+	size_t i, nup = 0;
+	uint64_t total = 0;
+
+	*hit = 0;
+	if (b->nreps == 1)
+		return has_room(b->reps[0]) ? b->reps[0] : NULL;
+	switch (b->balance) {
+	case B_RR:
+		for (i = 0; i < b->nreps; i++) {
+			replica *rp = b->reps[(b->rr_next + i) % b->nreps];
+			if (has_room(rp)) {
+				b->rr_next = (size_t)rp->idx + 1;
+				return rp;
+			}
+		}
+		return NULL;
+	case B_PREFIX:
+		for (i = 0; i < b->nreps; i++)
+			if (b->reps[i]->ready) {
+				nup++;
+				total += b->reps[i]->nflight;
+			}
+		for (uint32_t k = r->nchains; k-- > 0; ) {
+			chain *c = chain_find(b, r->chains[k]);
+			replica *rp;
+			if (!c)
+				continue;
+			rp = b->reps[c->rep];
+			/* the longest cached prefix wins unless its holder is
+			 * loaded past 1.25 x the mean (+1, for small counts) */
+			if (has_room(rp) && rp->nflight <= 1.25 * ((double)total / (nup ? nup : 1)) + 1) {
+				*hit = 1;
+				return rp;
+			}
+			break;
+		}
+		return least_loaded(b);
+	default:
+		return least_loaded(b);
+	}
+}
+
+/* The release policy: how many of the queue's head go now, and where. */
 static void
 release(batchd *b, double t)
 {
-	uint32_t room, n = 0;
+	uint32_t room = 0, n = 0;
 	breq *r;
+	size_t i;
 
-	if (!b->up || !b->qhead || b->nflight >= b->max_inflight)
+	if (!b->qhead)
 		return;
-	room = b->max_inflight - b->nflight;
+	for (i = 0; i < b->nreps; i++)
+		if (has_room(b->reps[i]))
+			room += b->reps[i]->max_inflight - b->reps[i]->nflight;
+	if (!room)
+		return;
 	switch (b->policy) {
 	case P_CONTINUOUS:
 		n = room;
@@ -408,9 +687,20 @@ release(batchd *b, double t)
 			n = room;
 		break;
 	}
-	while (n-- && b->qhead && b->up)
-		send_up(b, b->qhead, t);
-	if (b->policy == P_DYNAMIC && b->qhead && b->up && b->nflight < b->max_inflight) {
+	while (n-- && b->qhead) {
+		int hit;
+		replica *rp = pick(b, b->qhead, &hit);
+		if (!rp)
+			break;
+		r = b->qhead;
+		if (hit)
+			rp->prefix_hits++;
+		if (b->route && b->balance == B_PREFIX)
+			for (uint32_t k = 0; k < r->nchains; k++)
+				chain_put(b, r->chains[k], rp->idx);
+		send_up(b, r, rp, t);
+	}
+	if (b->policy == P_DYNAMIC && b->qhead && room > 0) {
 		double oldest = t;
 		for (r = b->qhead; r; r = r->next)
 			if (r->t_arrived < oldest)
@@ -419,17 +709,22 @@ release(batchd *b, double t)
 	}
 }
 
-/* The engine went away: what it had not answered at all goes back to the
- * queue (in its old place), what had streamed ends with upstream_lost. */
+/* Replica rp went away: what it had not answered at all goes back to the
+ * queue (in its old place) for it or another, what had streamed ends with
+ * upstream_lost. */
 static void
-upstream_lost(batchd *b, const char *why)
+upstream_lost(batchd *b, replica *rp, const char *why)
 {
 	breq *r, *next;
 	uint32_t resent = 0, lost = 0;
 
-	b->up = NULL;
+	rp->up = NULL;
+	rp->ready = 0;
+	rp->lost++;
 	for (r = b->flight; r; r = next) {
 		next = r->next;
+		if (r->rep != rp)
+			continue;
 		if (r->answered) {
 			end_req(b, r, "upstream_lost", "the engine went away after answering part of this request");
 			lost++;
@@ -438,18 +733,20 @@ upstream_lost(batchd *b, const char *why)
 		} else {
 			list_unlink(&b->flight, NULL, r);
 			b->nflight--;
+			rp->nflight--;
+			r->rep = NULL;
 			enqueue(b, r);
 			resent++;
 		}
 	}
 	warn_x("lost the engine %s (%s): %u request%s to send again, %u ended upstream_lost",
-	       b->up_ep, why ? why : "it closed the connection", resent, resent == 1 ? "" : "s", lost);
-	b->up_backoff = 0.05;
-	io_timer_after(b->loop, &b->up_t, b->up_backoff);
+	       rp->ep, why ? why : "it closed the connection", resent, resent == 1 ? "" : "s", lost);
+	rp->backoff = 0.05;
+	io_timer_after(b->loop, &rp->t, rp->backoff);
 }
 
 static void
-ask_engine(batchd *b)
+ask_engine(batchd *b, replica *rp)
 {
 	msgpack_packer pk;
 
@@ -458,35 +755,39 @@ ask_engine(batchd *b)
 	msgpack_pack_map(&pk, 1);
 	msg_pk_str(&pk, "op");
 	msg_pk_str(&pk, "stats");
-	io_send(b->up, b->sb.data, b->sb.size);
+	io_send(rp->up, b->sb.data, b->sb.size);
 }
 
 static void
-dial(batchd *b)
+dial(batchd *b, replica *rp)
 {
 	char err[512];
 
-	b->dialing = 1;
-	b->up = io_loop_dial(b->loop, b->up_ep, &b->io, err, sizeof err);
-	b->dialing = 0;
-	if (!b->up) {
-		if (!b->up_warned)
+	b->dialing = rp;
+	rp->up = io_loop_dial(b->loop, rp->ep, &b->io, err, sizeof err);
+	b->dialing = NULL;
+	if (!rp->up) {
+		if (!rp->warned)
 			warn_x("%s; trying again", err);
-		b->up_warned = 1;
-		b->up_backoff = b->up_backoff < 0.05 ? 0.05 : b->up_backoff * 2 > 2 ? 2 : b->up_backoff * 2;
-		io_timer_after(b->loop, &b->up_t, b->up_backoff);
+		rp->warned = 1;
+		rp->backoff = rp->backoff < 0.05 ? 0.05 : rp->backoff * 2 > 2 ? 2 : rp->backoff * 2;
+		io_timer_after(b->loop, &rp->t, rp->backoff);
 		return;
 	}
-	if (b->up_warned && !b->quiet)
-		warn_x("connected to the engine %s", b->up_ep);
-	b->up_warned = 0;
-	b->up_backoff = 0;
-	ask_engine(b);
+	if (rp->warned && !b->quiet)
+		warn_x("connected to the engine %s", rp->ep);
+	rp->warned = 0;
+	rp->backoff = 0;
+	rp->last_heard = now();
+	/* batchd sends at once; route waits for the stats answer, so that a
+	 * replica that accepts but does not answer (stopped) gets nothing */
+	rp->ready = !b->route;
+	ask_engine(b, rp);
 }
 
-/* An event from the engine, back to its client under its own id. */
+/* An event from replica rp, back to its client under its own id. */
 static void
-on_event(batchd *b, const msg *m)
+on_event(batchd *b, replica *rp, const msg *m)
 {
 	const char *id, *fin;
 	size_t idlen, finlen;
@@ -495,8 +796,10 @@ on_event(batchd *b, const msg *m)
 	const msgpack_object *tk;
 	int final;
 
+	rp->last_heard = now();
+	rp->probed = 0;
 	if (msg_str(m, "op", &id, &idlen) == 1) {
-		/* the engine's stats: how many it runs at once */
+		/* the engine's stats: how many it runs at once; it is up */
 		const msgpack_object *st = msg_get(m, "stats");
 		if (!b->inflight_set && st && st->type == MSGPACK_OBJECT_MAP)
 			for (uint32_t i = 0; i < st->via.map.size; i++) {
@@ -504,16 +807,19 @@ on_event(batchd *b, const msg *m)
 				if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 11
 				    && !memcmp(kv->key.via.str.ptr, "max_running", 11)
 				    && kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER && kv->val.via.u64 > 0)
-					b->max_inflight = kv->val.via.u64 > 65536 ? 65536 : (uint32_t)kv->val.via.u64;
+					rp->max_inflight = kv->val.via.u64 > 65536 ? 65536 : (uint32_t)kv->val.via.u64;
 			}
+		if (!rp->ready && b->route && !b->quiet)
+			info_x("%s is up", rp->ep);
+		rp->ready = 1;
 		return;
 	}
 	if (msg_str(m, "id", &id, &idlen) != 1) {
-		warn_x("%s: an event without an id: dropped", b->up_ep);
+		warn_x("%s: an event without an id: dropped", rp->ep);
 		return;
 	}
-	if (!(r = ufind(b, id, idlen)))
-		return;    /* a request already ended here (cancelled, timed out) */
+	if (!(r = ufind(b, id, idlen)) || r->rep != rp)
+		return;    /* a request already ended here (cancelled, timed out, sent elsewhere) */
 	final = msg_str(m, "finish", &fin, &finlen) == 1;
 	r->answered = 1;
 	if ((tk = msg_get(m, "tokens")) && tk->type == MSGPACK_OBJECT_ARRAY && tk->via.array.size) {
@@ -672,7 +978,33 @@ on_request(batchd *b, client *cl, const msg *m)
 			return;
 		}
 	}
-	est = estimate_tokens(m);
+	r = xcalloc(1, sizeof *r);
+	if (b->route && b->balance == B_PREFIX) {
+		/* the prompt's tokens, as sent or tokenized here, for the prefix chains */
+		const msgpack_object *tk = msg_get(m, "tokens");
+		if (tk && tk->type == MSGPACK_OBJECT_ARRAY) {
+			uint32_t *ids = xcalloc(tk->via.array.size + 1, sizeof *ids);
+			for (uint32_t i = 0; i < tk->via.array.size; i++)
+				ids[i] = tk->via.array.ptr[i].type == MSGPACK_OBJECT_POSITIVE_INTEGER
+					 ? (uint32_t)tk->via.array.ptr[i].via.u64 : 0;
+			chain_hashes(b, r, ids, tk->via.array.size);
+			free(ids);
+		} else if (b->t) {
+			tokenize_opts to = TOKENIZE_OPTS_DEFAULT;
+			size_t ntok = 0;
+			if (tokenize_encode(b->t, &to, b->chat, m, &r->toks, &ntok, err, sizeof err) == 0)
+				chain_hashes(b, r, r->toks.v, r->toks.n);
+			else
+				r->toks.n = 0;   /* the engine will say what is wrong */
+		}
+	}
+	est = r->toks.n ? (uint32_t)r->toks.n : estimate_tokens(m);
+	if (b->nqueued >= b->max_queue || (b->max_queued_tokens && b->queued_tokens + est > b->max_queued_tokens)
+	    || b->held_bytes + m->len > b->max_queue_bytes) {
+		tok_ids_free(&r->toks);
+		free(r->chains);
+		free(r);
+	}
 	if (b->nqueued >= b->max_queue) {
 		snprintf(err, sizeof err, "%u requests are queued already (--max-queue)", b->max_queue);
 		reject(b, c, id, idlen, "overloaded", err);
@@ -691,7 +1023,6 @@ on_request(batchd *b, client *cl, const msg *m)
 		reject(b, c, id, idlen, "overloaded", err);
 		return;
 	}
-	r = xcalloc(1, sizeof *r);
 	r->cl = cl;
 	r->idlen = idlen;
 	r->id = xstrndup(id, idlen);
@@ -731,10 +1062,11 @@ on_open(io_loop *l, io_conn *c, void *ud)
 
 	(void)l;
 	if (b->dialing) {
-		io_conn_set_data(c, NULL);   /* the engine */
+		io_conn_set_data(c, b->dialing);   /* an engine */
 		return;
 	}
 	cl = xcalloc(1, sizeof *cl);
+	cl->kind = K_CLIENT;
 	cl->conn = c;
 	cl->next = b->clients;
 	if (b->clients)
@@ -743,16 +1075,34 @@ on_open(io_loop *l, io_conn *c, void *ud)
 	io_conn_set_data(c, cl);
 }
 
+/* a connection's data: a client, a replica, or NULL (a client gone) */
+static client *
+as_client(io_conn *c)
+{
+	int *k = io_conn_data(c);
+
+	return k && *k == K_CLIENT ? (client *)k : NULL;
+}
+
+static replica *
+as_replica(io_conn *c)
+{
+	int *k = io_conn_data(c);
+
+	return k && *k == K_REPLICA ? (replica *)k : NULL;
+}
+
 static void
 on_msg(io_loop *l, io_conn *c, const msg *m, void *ud)
 {
-	client *cl = io_conn_data(c);
+	client *cl = as_client(c);
+	replica *rp = as_replica(c);
 
 	(void)l;
 	if (cl)
 		on_request(ud, cl, m);
-	else
-		on_event(ud, m);
+	else if (rp)
+		on_event(ud, rp, m);
 }
 
 static void
@@ -761,24 +1111,27 @@ on_bad(io_loop *l, io_conn *c, const char *why, void *ud)
 	batchd *b = ud;
 
 	(void)l;
-	if (io_conn_data(c))
+	if (as_client(c))
 		send_error(b, c, 0, (size_t)-1, "bad_request", why);
-	else
-		warn_x("%s: %s", b->up_ep, why);
+	else if (as_replica(c))
+		warn_x("%s: %s", as_replica(c)->ep, why);
 }
 
 static void
 on_eof(io_loop *l, io_conn *c, void *ud)
 {
 	batchd *b = ud;
-	client *cl = io_conn_data(c);
+	client *cl = as_client(c);
+	replica *rp = as_replica(c);
 
 	(void)l;
-	if (!cl) {
-		upstream_lost(b, NULL);
+	if (rp) {
+		upstream_lost(b, rp, NULL);
 		io_close(c);
 		return;
 	}
+	if (!cl)
+		return;
 	cl->eof = 1;
 	if (!cl->live)
 		io_shutdown(c);
@@ -792,7 +1145,7 @@ on_broken(io_loop *l, io_conn *c, const char *why, void *ud)
 
 	(void)l;
 	warn_x("%s: %s", io_conn_name(c), why);
-	if (io_conn_data(c)) {
+	if (as_client(c)) {
 		snprintf(msg, sizeof msg, "%s; the requests before it are answered, nothing after it is read", why);
 		send_error(b, c, 0, (size_t)-1, "bad_request", msg);
 	}
@@ -804,15 +1157,19 @@ static void
 on_close(io_loop *l, io_conn *c, const char *why, void *ud)
 {
 	batchd *b = ud;
-	client *cl = io_conn_data(c);
+	client *cl = as_client(c);
+	replica *rp = as_replica(c);
 	breq *r, *next;
 	uint32_t n = 0;
 
 	(void)l;
-	if (!cl) {
-		upstream_lost(b, why);
+	if (rp) {
+		if (rp->up == c)
+			upstream_lost(b, rp, why);
 		return;
 	}
+	if (!cl)
+		return;
 	for (r = b->qhead; r; r = next) {
 		next = r->next;
 		if (r->cl == cl) {
@@ -873,13 +1230,47 @@ on_wait(io_loop *l, io_timer *t, void *ud)
 static void
 on_up(io_loop *l, io_timer *t, void *ud)
 {
-	batchd *b = ud;
+	replica *rp = ud;
 
 	(void)l;
 	(void)t;
-	if (!b->up)
-		dial(b);
-	release(b, now());
+	if (!rp->up)
+		dial(rp->b, rp);
+	release(rp->b, now());
+}
+
+/* route, four times a second: a replica with work that has said nothing
+ * for --upstream-timeout is taken down (its connection closed, so the
+ * engine drops what it had) and dialled again; it is back once it answers
+ * the stats query. */
+static void
+on_health(io_loop *l, io_timer *t, void *ud)
+{
+	batchd *b = ud;
+	double tn = now();
+	size_t i;
+
+	for (i = 0; i < b->nreps; i++) {
+		replica *rp = b->reps[i];
+		io_conn *c = rp->up;
+		char why[128];
+		if (!c || !rp->nflight)
+			continue;
+		if (tn - rp->last_heard >= b->up_timeout / 2 && !rp->probed) {
+			/* silence may be a long answer being made: a live engine
+			 * answers the stats query between two steps */
+			ask_engine(b, rp);
+			rp->probed = 1;
+		}
+		if (tn - rp->last_heard < b->up_timeout)
+			continue;
+		snprintf(why, sizeof why, "silent for %.1f s with %u request%s (--upstream-timeout)",
+			 tn - rp->last_heard, rp->nflight, rp->nflight == 1 ? "" : "s");
+		upstream_lost(b, rp, why);
+		io_close(c);
+	}
+	release(b, tn);
+	io_timer_after(l, t, 0.25);
 }
 
 /* Once a second: a client whose answers stay unread past --write-timeout
@@ -962,6 +1353,8 @@ on_turn(void *ud)
 	return 0;
 }
 
+static const char *cur_usage = USAGE;   /* batchd's or route's */
+
 static double
 parse_num(const char *s, double lo, double hi)
 {
@@ -971,7 +1364,7 @@ parse_num(const char *s, double lo, double hi)
 	errno = 0;
 	v = strtod(s, &end);
 	if (errno || end == s || *end || !(v >= lo) || v > hi)
-		die_usage(USAGE);
+		die_usage(cur_usage);
 	return v;
 }
 
@@ -982,24 +1375,27 @@ parse_bytes(const char *s)
 	double v = strtod(s, &end);
 
 	if (end == s || !(v > 0))
-		die_usage(USAGE);
+		die_usage(cur_usage);
 	switch (*end) {
 	case 0: break;
 	case 'k': case 'K': v *= 1024; end++; break;
 	case 'm': case 'M': v *= 1024 * 1024; end++; break;
 	case 'g': case 'G': v *= 1024.0 * 1024 * 1024; end++; break;
-	default: die_usage(USAGE);
+	default: die_usage(cur_usage);
 	}
 	if (*end || v > 1e15)
-		die_usage(USAGE);
+		die_usage(cur_usage);
 	return (uint64_t)v;
 }
 
-int
-batchd_main(int argc, char **argv)
+static int
+run_main(int argc, char **argv, int route)
 {
 	static const struct option lo[] = {
 		{ "policy", required_argument, 0, 'P' },
+		{ "block-size", required_argument, 0, 'S' + 256 },
+		{ "upstream-timeout", required_argument, 0, 'O' + 256 },
+		{ "mode", required_argument, 0, 'M' + 256 },
 		{ "max-batch", required_argument, 0, 'B' },
 		{ "max-wait-ms", required_argument, 0, 'W' },
 		{ "max-inflight", required_argument, 0, 'I' },
@@ -1022,6 +1418,9 @@ batchd_main(int argc, char **argv)
 	io_limits lim = { 16384, 30000, (size_t)64 << 20, 0 };
 	daemon_cfg cfg = DAEMON_CFG_ZERO;
 	batchd bd, *b = &bd;
+	const char *ups[MAX_REPLICAS], *model = 0;
+	const char *usage = route ? ROUTE_USAGE : USAGE;
+	size_t nups = 0, i;
 	int c;
 	char err[512];
 
@@ -1039,23 +1438,45 @@ batchd_main(int argc, char **argv)
 	b->drain_timeout = 30;
 	b->write_buffer = (size_t)1 << 20;
 	b->write_timeout = 30;
+	b->route = route;
+	cur_usage = usage;
+	b->balance = B_PREFIX;
+	b->block_size = 16;
+	b->up_timeout = 10;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "l:u:m:d:qh", lo, 0)) != -1) {
 		switch (c) {
 		case 'l': cfg.listen[cfg.nlisten++] = optarg; break;
-		case 'u': b->up_ep = optarg; break;
-		case 'm': {
+		case 'u':
+			if (nups == (route ? MAX_REPLICAS : 1))
+				die_usage(usage);
+			ups[nups++] = optarg;
+			break;
+		case 'm':
+			if (route) {
+				model = optarg;
+				break;
+			}
+			/* batchd's -m is the socket's mode */
+			__attribute__((fallthrough));
+		case 'M' + 256: {
 			char *end;
 			unsigned long v = strtoul(optarg, &end, 8);
 			if (*end || v > 07777)
-				die_usage(USAGE);
+				die_usage(usage);
 			cfg.io.mode = (mode_t)v;
 			break;
 		}
+		case 'S' + 256: b->block_size = (uint32_t)parse_num(optarg, 1, 4096); break;
+		case 'O' + 256: b->up_timeout = parse_num(optarg, 0.1, 86400); break;
 		case 'd': cfg.ready_fd = (int)parse_num(optarg, 0, 1 << 20); break;
 		case 'q': b->quiet = 1; break;
 		case 'P':
-			if (!strcmp(optarg, "continuous")) b->policy = P_CONTINUOUS;
+			if (route && !strcmp(optarg, "prefix")) b->balance = B_PREFIX;
+			else if (route && !strcmp(optarg, "least")) b->balance = B_LEAST;
+			else if (route && !strcmp(optarg, "rr")) b->balance = B_RR;
+			else if (route) die_x(EXIT_USAGE, "--policy %s: one of prefix, least, rr", optarg);
+			else if (!strcmp(optarg, "continuous")) b->policy = P_CONTINUOUS;
 			else if (!strcmp(optarg, "dynamic")) b->policy = P_DYNAMIC;
 			else if (!strcmp(optarg, "static")) b->policy = P_STATIC;
 			else die_x(EXIT_USAGE, "--policy %s: one of continuous, dynamic, static", optarg);
@@ -1075,23 +1496,44 @@ batchd_main(int argc, char **argv)
 		case 'w': b->write_buffer = parse_bytes(optarg); break;
 		case 'x': b->write_timeout = parse_num(optarg, 0, 86400); break;
 		case 'h':
-			printf("usage: %s\n", USAGE);
+			printf("usage: %s\n", usage);
 			return 0;
-		default: die_usage(USAGE);
+		default: die_usage(usage);
 		}
 	}
-	if (optind != argc || !b->up_ep)
-		die_usage(USAGE);
+	if (optind != argc || !nups)
+		die_usage(usage);
 	if (b->burst == 0)
 		b->burst = b->rate > 1 ? b->rate : 1;
-	{
+	for (i = 0; i < nups; i++) {
 		addr a = ADDR_ZERO;
-		if (addr_parse(b->up_ep, &a, err, sizeof err) < 0)
-			die_x(EXIT_USAGE, "-u %s: %s", b->up_ep, err);
+		replica *rp;
+		if (addr_parse(ups[i], &a, err, sizeof err) < 0)
+			die_x(EXIT_USAGE, "-u %s: %s", ups[i], err);
 		if (a.kind != ADDR_UNIX && a.kind != ADDR_TCP)
-			die_x(EXIT_USAGE, "-u %s: the engine is reached on unix: or tcp:", b->up_ep);
+			die_x(EXIT_USAGE, "-u %s: the engine is reached on unix: or tcp:", ups[i]);
 		addr_free(&a);
+		rp = xcalloc(1, sizeof *rp);
+		rp->kind = K_REPLICA;
+		rp->b = b;
+		rp->idx = (int)i;
+		rp->ep = ups[i];
+		rp->max_inflight = b->max_inflight;
+		rp->t = (io_timer)IO_TIMER_ZERO;
+		rp->t.cb = on_up;
+		rp->t.ud = rp;
+		b->reps[b->nreps++] = rp;
 	}
+	if (route && b->balance == B_PREFIX) {
+		b->ctab = xcalloc(CHAINS_MAX, sizeof *b->ctab);
+		if (model) {
+			tokenize_opts to = TOKENIZE_OPTS_DEFAULT;
+			b->t = tokenize_open(model);
+			b->chat = tokenize_chat_id(b->t, &to);
+		}
+	}
+	if (route)
+		stats_init(&b->st, "route");
 	cfg.drain_timeout = b->drain_timeout;
 	b->io = cfg.io;
 	daemon_init(cfg.ready_fd);
@@ -1099,15 +1541,18 @@ batchd_main(int argc, char **argv)
 	b->loop = io_loop_new(&h, b);
 	lim.high_water = b->write_buffer;
 	io_loop_set_limits(b->loop, &lim);
-	b->up_t = b->wait_t = b->slow_t = (io_timer)IO_TIMER_ZERO;
-	b->up_t.cb = on_up;
+	b->health_t = b->wait_t = b->slow_t = (io_timer)IO_TIMER_ZERO;
+	b->health_t.cb = on_health;
 	b->wait_t.cb = on_wait;
 	b->slow_t.cb = on_slow;
-	b->up_t.ud = b->wait_t.ud = b->slow_t.ud = b;
+	b->health_t.ud = b->wait_t.ud = b->slow_t.ud = b;
+	if (route)
+		io_timer_after(b->loop, &b->health_t, 0.25);
 	if (b->write_timeout > 0)
 		io_timer_after(b->loop, &b->slow_t, 1);
 	b->stdio = daemon_listen(b->loop, &cfg) && cfg.nlisten <= 1;
-	dial(b);
+	for (i = 0; i < b->nreps; i++)
+		dial(b, b->reps[i]);
 	daemon_run(b->loop, &cfg, &ops, b);
 	if (!b->quiet)
 		fprintf(stderr, "%s: %llu requests admitted, %llu refused (%llu overloaded, %llu rate limited, "
@@ -1120,12 +1565,35 @@ batchd_main(int argc, char **argv)
 			(unsigned long long)b->st.rejections[ST_REJ_DRAINING],
 			(unsigned long long)b->st.rejections[ST_REJ_TIMEOUT], (unsigned long long)b->st.gone);
 	io_timer_stop(b->loop, &b->slow_t);
-	io_timer_stop(b->loop, &b->up_t);
+	io_timer_stop(b->loop, &b->health_t);
+	for (i = 0; i < b->nreps; i++)
+		io_timer_stop(b->loop, &b->reps[i]->t);
 	io_timer_stop(b->loop, &b->wait_t);
 	io_loop_free(b->loop);
 	msgpack_sbuffer_destroy(&b->sb);
 	idtab_free(&b->ct);
 	idtab_free(&b->ut);
+	for (i = 0; i < b->nreps; i++)
+		free(b->reps[i]);
+	while (b->newest) {
+		chain *ch = b->newest;
+		b->newest = ch->older;
+		free(ch);
+	}
+	free(b->ctab);
+	tok_free(b->t);
 	free(cfg.listen);
 	return 0;
+}
+
+int
+batchd_main(int argc, char **argv)
+{
+	return run_main(argc, argv, 0);
+}
+
+int
+route_main(int argc, char **argv)
+{
+	return run_main(argc, argv, 1);
 }

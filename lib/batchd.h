@@ -9,5 +9,7 @@
 
 /* The whole program; returns the exit status. */
 int batchd_main(int argc, char **argv);
+/* route: the same with many engines behind (see route(1)). */
+int route_main(int argc, char **argv);
 
 #endif

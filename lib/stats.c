@@ -143,7 +143,7 @@ stats_pack(msgpack_packer *pk, const msg *m, const stats *s, const stats_now *no
 		msg_pk_strn(pk, id, idlen);
 	}
 	msg_pk_str(pk, "stats");
-	msgpack_pack_map(pk, 16 + ng);
+	msgpack_pack_map(pk, 16 + ng + (now->extra ? now->nextra : 0));
 	msg_pk_str(pk, "program");
 	msg_pk_str(pk, s->program ? s->program : "");
 	pack_u(pk, "pid", (uint64_t)getpid());
@@ -171,4 +171,6 @@ stats_pack(msgpack_packer *pk, const msg *m, const stats *s, const stats_now *no
 	pack_counts(pk, "rejections", rej_names, s->rejections, ST_REJ_N);
 	msg_pk_str(pk, "histograms");
 	hist_pack(pk, s->h);
+	if (now->extra)
+		now->extra(pk, now->extra_ud);
 }

@@ -38,8 +38,13 @@ typedef struct stats {
 typedef struct stats_now {
 	int draining;
 	int64_t connections, running, waiting, max_running, kv_used, kv_total;
+	/* more pairs of the daemon's own in the "stats" map (route's replicas):
+	 * nextra of them, packed by extra(pk, extra_ud) */
+	uint32_t nextra;
+	void (*extra)(msgpack_packer *pk, void *ud);
+	void *extra_ud;
 } stats_now;
-#define STATS_NOW_NONE {0, -1, -1, -1, -1, -1, -1}
+#define STATS_NOW_NONE {0, -1, -1, -1, -1, -1, -1, 0, 0, 0}
 
 void stats_init(stats *s, const char *program);
 /* a final event went out with this finish reason */

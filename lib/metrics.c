@@ -38,6 +38,7 @@
 #define ITL_IDMAX 64           /* bytes of an id kept (with its length and hash) */
 #define SAMPLES_MAX (1u << 20) /* exact values kept per summary figure; then a reservoir */
 #define MAX_UPSTREAMS 64
+#define REP_MAX 64             /* a router's replicas kept per source (route's -u limit); then left out */
 #define WARN_BAD 10            /* bad messages on the event streams warned about, then silence */
 
 static uint64_t
@@ -58,6 +59,14 @@ typedef struct lblset {
 enum { G_RUNNING, G_WAITING, G_KV, G_DRAINING, G_CONNS, G_N };
 enum { C_PROMPT, C_GEN, C_PREEMPT, C_PCQ, C_PCH, C_ADMITTED, C_BAD, C_N };
 enum { L_FINISHED, L_ERRORS, L_REJECTIONS, L_N };
+enum { R_UP, R_RUNNING, R_ROUTED, R_HITS, R_LOST, R_N };
+
+/* one replica of a router, as its stats said (route's "replicas") */
+typedef struct repfigs {
+	char ep[LBL_LEN + 1];      /* its endpoint, as a label value */
+	unsigned have;             /* bit i: figure i is known */
+	uint64_t v[R_N];
+} repfigs;
 
 typedef struct figs {
 	unsigned have_g, have_c;   /* bit i: gauge / counter i is known */
@@ -66,6 +75,8 @@ typedef struct figs {
 	lblset l[L_N];
 	unsigned have_h;           /* bit k: histogram k is known (events: all) */
 	hist h[HIST_N];
+	size_t nrep;
+	repfigs rep[REP_MAX];      /* in the daemon's order */
 } figs;
 
 /* Copies a label value: at most LBL_LEN bytes, anything but printable
@@ -521,6 +532,39 @@ metrics_event(metrics *m, uint64_t stream, const msg *ev, double now)
 
 /* ------------------------------------------------------------- polled stats */
 
+/* One entry of a router's "replicas" into f: kept if it is a map with an
+ * endpoint not named before (the same endpoint given twice, or two cut to
+ * the same label value, would make two series of one name: the first
+ * stands); each figure of the wrong type is left out alone. */
+static void
+rep_read(const msgpack_object *o, figs *f)
+{
+	static const struct { const char *key; int r; } keys[] = {
+		{ "in_flight", R_RUNNING }, { "routed", R_ROUTED }, { "prefix_hits", R_HITS }, { "lost", R_LOST },
+	};
+	repfigs *r = &f->rep[f->nrep];
+	const msgpack_object *up;
+	const char *s;
+	size_t n, i;
+
+	if (f->nrep == REP_MAX || !obj_str(obj_get(o, "endpoint"), &s, &n))
+		return;
+	lbl_copy(r->ep, s, n);
+	for (i = 0; i < f->nrep; i++)
+		if (!strcmp(f->rep[i].ep, r->ep))
+			return;
+	r->have = 0;
+	up = obj_get(o, "up");
+	if (up && up->type == MSGPACK_OBJECT_BOOLEAN) {
+		r->v[R_UP] = up->via.boolean;
+		r->have |= 1u << R_UP;
+	}
+	for (i = 0; i < sizeof keys / sizeof *keys; i++)
+		if (obj_uint(obj_get(o, keys[i].key), &r->v[keys[i].r]))
+			r->have |= 1u << keys[i].r;
+	f->nrep++;
+}
+
 /* Reads a stats map into f; unknown keys and keys of the wrong type are skipped. */
 static void
 stats_read(const msgpack_object *st, figs *f, const char *ep)
@@ -575,6 +619,12 @@ stats_read(const msgpack_object *st, figs *f, const char *ep)
 				lbl_add(&f->l[maps[i].l], s, n, u);
 		}
 	}
+	/* a router's replicas: those among the first REP_MAX of its list that
+	 * can be read (bounded whatever the list's length) */
+	o = obj_get(st, "replicas");
+	if (o && o->type == MSGPACK_OBJECT_ARRAY)
+		for (j = 0; j < o->via.array.size && j < REP_MAX; j++)
+			rep_read(&o->via.array.ptr[j], f);
 	/* the histograms it keeps: those it names (an empty map says none) */
 	o = obj_get(st, "histograms");
 	if (o && hist_unpack(o, f->h) == 0) {
@@ -754,12 +804,21 @@ put_src(sbuf *b, const upstream *u)
 	put(b, "\"");
 }
 
-enum { F_UP, F_GAUGE, F_COUNTER, F_LABELS, F_HIST };
+/* a label value, to go between its quotes: backslashes and quotes escaped */
+static void
+put_lbl(sbuf *b, const char *s)
+{
+	for (; *s; s++)
+		put(b, *s == '\\' || *s == '"' ? "\\%c" : "%c", *s);
+}
+
+/* F_RGAUGE, F_RCOUNTER: one series per replica of a router, label "replica" */
+enum { F_UP, F_GAUGE, F_COUNTER, F_LABELS, F_HIST, F_RGAUGE, F_RCOUNTER };
 
 static const struct family {
 	const char *name;
 	int kind, idx;
-	const char *label;     /* F_LABELS: the label's name */
+	const char *label;     /* F_LABELS, F_RGAUGE, F_RCOUNTER: the label's name */
 	const char *help;
 } families[] = {
 	{ "up", F_UP, 0, 0, "1 if the daemon answered its latest stats query with stats, else 0" },
@@ -785,6 +844,11 @@ static const struct family {
 	{ "request_inference_time_seconds", F_HIST, HIST_INFERENCE, 0, "Histogram of time spent running in the engine in seconds (done - scheduled)" },
 	{ "request_prefill_time_seconds", F_HIST, HIST_PREFILL, 0, "Histogram of time spent in prefill in seconds (first_token - scheduled)" },
 	{ "request_decode_time_seconds", F_HIST, HIST_DECODE, 0, "Histogram of time spent in decode in seconds (done - first_token)" },
+	{ "replica_up", F_RGAUGE, R_UP, "replica", "1 if the router has the replica up (it answered the router's stats query), else 0" },
+	{ "replica_requests_running", F_RGAUGE, R_RUNNING, "replica", "Requests the router has in flight at the replica" },
+	{ "replica_requests_routed_total", F_RCOUNTER, R_ROUTED, "replica", "Requests the router sent to the replica (one sent again counts again)" },
+	{ "replica_prefix_hits_total", F_RCOUNTER, R_HITS, "replica", "Requests the router sent to the replica because it held their longest cached prefix" },
+	{ "replica_lost_total", F_RCOUNTER, R_LOST, "replica", "Times the router lost the replica (its connection closed, or silent with work)" },
 };
 
 #define FAM_N (sizeof families / sizeof *families)
@@ -834,14 +898,23 @@ put_series(sbuf *b, const struct family *fa, const figs *f, const upstream *u)
 		break;
 	case F_LABELS:
 		for (i = 0; i < f->l[fa->idx].n; i++) {
-			const char *s;
-
 			put(b, "sluice:%s{", fa->name);
 			put_src(b, u);
 			put(b, ",%s=\"", fa->label);
-			for (s = f->l[fa->idx].name[i]; *s; s++)
-				put(b, *s == '\\' || *s == '"' ? "\\%c" : "%c", *s);
+			put_lbl(b, f->l[fa->idx].name[i]);
 			put(b, "\"} %llu\n", (unsigned long long)f->l[fa->idx].v[i]);
+		}
+		break;
+	case F_RGAUGE:
+	case F_RCOUNTER:
+		for (i = 0; i < f->nrep; i++) {
+			if (!(f->rep[i].have & (1u << fa->idx)))
+				continue;
+			put(b, "sluice:%s{", fa->name);
+			put_src(b, u);
+			put(b, ",%s=\"", fa->label);
+			put_lbl(b, f->rep[i].ep);
+			put(b, "\"} %llu\n", (unsigned long long)f->rep[i].v[fa->idx]);
 		}
 		break;
 	case F_HIST:
@@ -873,7 +946,7 @@ put_series(sbuf *b, const struct family *fa, const figs *f, const upstream *u)
 char *
 metrics_render(metrics *m, size_t *len)
 {
-	static const char *const types[] = { "gauge", "gauge", "counter", "counter", "histogram" };
+	static const char *const types[] = { "gauge", "gauge", "counter", "counter", "histogram", "gauge", "counter" };
 	sbuf b = { 0, 0, 0 };
 	size_t i, k;
 

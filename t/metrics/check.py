@@ -13,14 +13,25 @@
   check.py ask EP REQUESTS OUT             sends REQUESTS to the engine at EP, its events into OUT
   check.py stats EP                        does the daemon at EP answer {"op": "stats"}? (yes/no)
   check.py polled EVENTS PROM EP [batchd]  the series of EP in PROM against the events it answered
+  check.py replicas URL EP EXPR [SECS]     scrapes URL until the Python EXPR over R, the replica_*
+                                           series of EP ([{"replica": name, "up": v, "running": v,
+                                           "routed": v, "prefix_hits": v, "lost": v}] in their order,
+                                           a figure not served left out), is true; exit 1 and R if
+                                           not within SECS (default: one look)
+  check.py fakeroute SOCK                  a daemon on unix:SOCK whose stats carry a hostile
+                                           "replicas" list (see cmd_fakeroute); runs until killed
 
 Exits 1 with a message naming the first figure that differs.
 """
+import json
 import math
+import os
 import resource
 import socket
+import socketserver
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -431,10 +442,88 @@ def cmd_polled(ev_path, prom_path, ep, kind="engine"):
     print("ok inter_token_latency_seconds_sum = %r, within the decode time %r" % (itl, decode))
 
 
+# replica_* family -> key in R
+REPLICA = {"sluice:replica_up": "up", "sluice:replica_requests_running": "running",
+           "sluice:replica_requests_routed_total": "routed", "sluice:replica_prefix_hits_total": "prefix_hits",
+           "sluice:replica_lost_total": "lost"}
+
+
+def replicas(text, ep):
+    """The replica_* series of the daemon polled at ep, one dict per replica in their order."""
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name not in REPLICA or s.labels.get("endpoint") != ep:
+                continue
+            if set(s.labels) != {"endpoint", "replica"}:
+                raise ValueError("%s has the labels %r" % (s.name, s.labels))
+            r = out.setdefault(s.labels["replica"], {"replica": s.labels["replica"]})
+            if REPLICA[s.name] in r:
+                raise ValueError("%s{replica=%r} twice" % (s.name, s.labels["replica"]))
+            r[REPLICA[s.name]] = s.value
+    return list(out.values())
+
+
+def cmd_replicas(url, ep, expr, secs="0"):
+    end = time.time() + float(secs)
+    last = None
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                R = replicas(r.read().decode(), ep)
+            last = R
+            if eval(expr, {"R": R}):
+                print("ok " + expr)
+                return
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+            last = repr(e)
+        if time.time() >= end:
+            break
+        time.sleep(0.05)
+    fail("not true: %s\n%s" % (expr, json.dumps(last)))
+
+
+# the hostile list cmd_fakeroute answers: 7 not a map, an endpoint not a
+# string, one with a quote, a backslash and a newline in its name and
+# figures of the wrong types (only up and prefix_hits readable), the same
+# name again, then 96 replicas named r00.. with 100 bytes each
+def fake_replicas():
+    odd = 'a"b\\c\nd'
+    rs = [7, {"endpoint": 3, "up": True, "routed": 1},
+          {"endpoint": odd, "up": True, "in_flight": -1, "routed": "x", "prefix_hits": 2, "lost": 1.5,
+           "max_in_flight": 4, "extra": [1]},
+          {"endpoint": odd, "up": False, "routed": 9}]
+    for k in range(96):
+        rs.append({"endpoint": ("r%02d" % k).ljust(100, "x"), "up": k % 2 == 0, "in_flight": k,
+                   "max_in_flight": 64, "routed": 2**64 - 1 - k, "prefix_hits": 0, "lost": k})
+    return rs
+
+
+def cmd_fakeroute(sock):
+    stats = {"program": "route", "requests": 0, "replicas": fake_replicas()}
+
+    class Answer(socketserver.BaseRequestHandler):
+        def handle(self):
+            u = msgpack.Unpacker(raw=False)
+            while True:
+                b = self.request.recv(65536)
+                if not b:
+                    return
+                u.feed(b)
+                for q in u:
+                    self.request.sendall(msgpack.packb({"op": "stats", "id": q.get("id"), "stats": stats}))
+
+    if os.path.exists(sock):
+        os.unlink(sock)
+    with socketserver.ThreadingUnixStreamServer(sock, Answer) as srv:
+        srv.serve_forever()
+
+
 if __name__ == "__main__":
     cmds = {"events": cmd_events, "summary": cmd_summary, "scrape": cmd_scrape, "requests": cmd_requests,
             "hostile": cmd_hostile, "flood": cmd_flood, "rss": cmd_rss, "poll": cmd_poll, "send": cmd_send,
-            "ask": cmd_ask, "stats": cmd_stats, "polled": cmd_polled}
+            "ask": cmd_ask, "stats": cmd_stats, "polled": cmd_polled, "replicas": cmd_replicas,
+            "fakeroute": cmd_fakeroute}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

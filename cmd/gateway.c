@@ -10,7 +10,7 @@
 #include "gateway.h"
 
 #define USAGE "gateway -u endpoint [-l tcp:host:port|fd:n] [-m model] [--served-model-name name] " \
-	"[--api-key-file file] [--insecure] [--max-body bytes] [--max-connections n] [--timeout s] " \
+	"[--api-key-file file] [--insecure] [--max-body bytes] [--max-connections n] [--max-connections-per-ip n] [--timeout s] " \
 	"[--idle-timeout s] [--drain-timeout s] [-d fd] [-q]"
 
 static double
@@ -35,6 +35,7 @@ main(int argc, char **argv)
 		{ "insecure", no_argument, 0, 'I' },
 		{ "max-body", required_argument, 0, 'B' },
 		{ "max-connections", required_argument, 0, 'C' },
+		{ "max-connections-per-ip", required_argument, 0, 'P' },
 		{ "timeout", required_argument, 0, 'T' },
 		{ "idle-timeout", required_argument, 0, 'D' },
 		{ "drain-timeout", required_argument, 0, 'R' },
@@ -57,6 +58,7 @@ main(int argc, char **argv)
 		case 'I': o.insecure = 1; break;
 		case 'B': o.max_body = (size_t)parse_num(optarg, 64, 1 << 30); break;
 		case 'C': o.max_conns = (unsigned)parse_num(optarg, 1, 1 << 20); break;
+		case 'P': o.max_per_ip = (unsigned)parse_num(optarg, 1, 1 << 20); break;
 		case 'T': o.timeout = parse_num(optarg, 0, 86400 * 7); break;
 		case 'D': o.idle_timeout = (unsigned)parse_num(optarg, 1, 86400); break;
 		case 'R': o.drain_timeout = parse_num(optarg, 0, 86400); break;

@@ -1301,6 +1301,8 @@ http_listen(gateway *gw)
 {
 	const struct MHD_OptionItem opts[] = {
 		{ MHD_OPTION_CONNECTION_LIMIT, (intptr_t)gw->o.max_conns, NULL },
+		/* one address holding every slot (slowloris) is bounded here */
+		{ MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)gw->o.max_per_ip, NULL },
 		{ MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)gw->o.idle_timeout, NULL },
 		{ MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, gw },
 		{ MHD_OPTION_END, 0, NULL },

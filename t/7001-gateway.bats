@@ -308,6 +308,33 @@ bst() {
 	[ "$code" = 200 ]
 }
 
+@test "gateway: --max-connections-per-ip 2: a third connection from one address is closed, served again once one is free" {
+	scratch
+	engine -q && batchd_up -q && gw_up -q --max-connections-per-ip 2
+	run python3 - "$URL" <<'PY'
+import socket, sys, time, urllib.request
+host, port = sys.argv[1].split("//")[1].split(":")
+held = [socket.create_connection((host, int(port))) for _ in range(2)]
+time.sleep(0.2)   # the two are accepted (and counted) before the third
+def health():
+    try:
+        return urllib.request.urlopen(sys.argv[1] + "/health", timeout=5).status
+    except Exception as e:
+        return type(e).__name__
+third = health()
+held.pop().close()
+for _ in range(100):
+    again = health()
+    if again == 200:
+        break
+    time.sleep(0.05)
+print("third:", third, "after one closed:", again)
+assert third != 200 and again == 200
+PY
+	echo "$output"
+	[ "$status" -eq 0 ]
+}
+
 @test "gateway: batchd's --rate: 429 rate_limited (RateLimitError); a user has a bucket of its own" {
 	scratch
 	engine -q

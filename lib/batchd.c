@@ -79,6 +79,7 @@ typedef struct replica {
 	struct batchd *b;
 	int idx;
 	const char *ep;
+	int redis;               /* a Redis stream: workers behind it, no stats, no cancels */
 	io_conn *up;             /* NULL while disconnected */
 	int ready;               /* answered the stats query since it connected */
 	int warned;
@@ -312,7 +313,10 @@ send_cancel(batchd *b, breq *r)
 {
 	msgpack_packer pk;
 
-	if (!r->rep || !r->rep->up)
+	/* a cancel put on a Redis stream would be a job of its own, for any
+	 * worker but the one that holds the request: not sent; the answer is
+	 * dropped when it comes */
+	if (!r->rep || !r->rep->up || r->rep->redis)
 		return;
 	b->sb.size = 0;
 	msg_pk_init(&pk, &b->sb);
@@ -780,9 +784,12 @@ dial(batchd *b, replica *rp)
 	rp->backoff = 0;
 	rp->last_heard = now();
 	/* batchd sends at once; route waits for the stats answer, so that a
-	 * replica that accepts but does not answer (stopped) gets nothing */
-	rp->ready = !b->route;
-	ask_engine(b, rp);
+	 * replica that accepts but does not answer (stopped) gets nothing. A
+	 * Redis stream has no one to answer a query: it takes jobs whether or
+	 * not a worker reads them (that is its point), up to --max-inflight. */
+	rp->ready = !b->route || rp->redis;
+	if (!rp->redis)
+		ask_engine(b, rp);
 }
 
 /* An event from replica rp, back to its client under its own id. */
@@ -1254,8 +1261,8 @@ on_health(io_loop *l, io_timer *t, void *ud)
 		replica *rp = b->reps[i];
 		io_conn *c = rp->up;
 		char why[128];
-		if (!c || !rp->nflight)
-			continue;
+		if (!c || !rp->nflight || rp->redis)
+			continue;   /* a stream's jobs wait for workers: silence is no fault */
 		if (tn - rp->last_heard >= b->up_timeout / 2 && !rp->probed) {
 			/* silence may be a long answer being made: a live engine
 			 * answers the stats query between two steps */
@@ -1510,10 +1517,11 @@ run_main(int argc, char **argv, int route)
 		replica *rp;
 		if (addr_parse(ups[i], &a, err, sizeof err) < 0)
 			die_x(EXIT_USAGE, "-u %s: %s", ups[i], err);
-		if (a.kind != ADDR_UNIX && a.kind != ADDR_TCP)
-			die_x(EXIT_USAGE, "-u %s: the engine is reached on unix: or tcp:", ups[i]);
-		addr_free(&a);
+		if (a.kind != ADDR_UNIX && a.kind != ADDR_TCP && a.kind != ADDR_REDIS)
+			die_x(EXIT_USAGE, "-u %s: the engine is reached on unix:, tcp: or redis://", ups[i]);
 		rp = xcalloc(1, sizeof *rp);
+		rp->redis = a.kind == ADDR_REDIS;
+		addr_free(&a);
 		rp->kind = K_REPLICA;
 		rp->b = b;
 		rp->idx = (int)i;

@@ -1,0 +1,112 @@
+#!/usr/bin/env bats
+# route (and batchd) feeding a Redis stream: infer-cpu workers take the jobs
+# through the consumer group, answers come back on route's reply stream and
+# go to the client that asked, once. A worker killed holding jobs: the others
+# take them over (?claim=), and every request is still answered exactly once.
+
+load helpers/lib
+
+setup_file() {
+	export PATH=$SLUICE_BIN:$SLUICE_T/helpers:$PATH
+	cd "$BATS_FILE_TMPDIR" &&
+	sluice model synth --dim 256 --layers 2 --heads 4 --kv-heads 2 --ff 512 --ctx 2048 --seed 7 \
+		--type q8_0 -o tiny.gguf >/dev/null 2>&1
+}
+
+setup() {
+	scratch
+	redis_start
+	: >"$T/pids"
+}
+
+teardown() {
+	local p
+	for p in $(cat "$T/pids"); do
+		kill -9 "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	redis_stop
+}
+
+TINY=$BATS_FILE_TMPDIR/tiny.gguf
+
+ready() {
+	local i
+	for i in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done
+	return 1
+}
+
+# worker NAME: infer-cpu reading the job stream (its pid in $T/NAME.pid)
+worker() {
+	infer-cpu -q -m "$TINY" -t 1 -l "$REDIS_URL_BASE/jobs?claim=1000&consumer=$1" 2>>"$T/$1.err" &
+	echo $! >>"$T/pids"
+	echo $! >"$T/$1.pid"
+}
+
+# requests N TOKENS: N requests as msgpack, "row" k each
+requests() {
+	python3 -c 'import json, sys
+for k in range(int(sys.argv[1])):
+    print(json.dumps({"id": "q%d" % k, "prompt": "job %d" % k, "max_tokens": int(sys.argv[2]),
+                      "ignore_eos": True, "row": k}))' "$1" "$2" | sluice cat -m
+}
+
+# check FILE N: N final events, one per id, each "length" with its row
+check() {
+	python3 - "$1" "$2" <<'PY'
+import json, sys
+fin = {}
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if "finish" in e:
+        assert e["id"] not in fin, "answered twice: " + e["id"]
+        fin[e["id"]] = e
+n = int(sys.argv[2])
+assert len(fin) == n, "%d of %d answered" % (len(fin), n)
+for i, e in fin.items():
+    assert e["finish"] == "length", e
+    assert e["row"] == int(i[1:]), e
+print(n, "answered once each")
+PY
+}
+
+@test "route -u redis://: 300 requests through a stream to 3 workers, one killed holding jobs: each answered exactly once" {
+	worker w1 && worker w2 && worker w3
+	route -q -l "unix:$T/r" -u "$REDIS_URL_BASE/jobs" --max-inflight 64 -d 3 3>"$T/rready" 2>"$T/rerr" &
+	echo $! >>"$T/pids"
+	ready "$T/rready"
+	requests 300 40 >"$T/in"
+	sluice cat -u "unix:$T/r" <"$T/in" | sluice cat -j >"$T/out" &
+	cp=$!
+	# w1 holds jobs when it dies: they are reclaimed after ?claim=1000
+	for i in $(seq 200); do
+		[ "$(redis XPENDING jobs sluice - + 100 w1 | wc -l)" -gt 0 ] && break
+		sleep 0.02
+	done
+	[ "$(redis XPENDING jobs sluice - + 100 w1 | wc -l)" -gt 0 ]
+	kill -9 "$(cat "$T/w1.pid")"
+	wait "$cp"
+	run check "$T/out" 300
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(redis XPENDING jobs sluice | head -n 1)" -eq 0 ]
+	# route says where they went: one replica, a stream, up all along
+	run python3 "$BATS_TEST_DIRNAME/batchd/clients.py" stats "$T/r"
+	python3 -c 'import json, sys
+s = json.loads(sys.argv[1])
+r = s["replicas"][0]
+assert r["up"] and r["routed"] == 300 and r["lost"] == 0, r
+assert s["finished"]["length"] == 300, s["finished"]' "$output"
+}
+
+@test "batchd -u redis://: a pipeline's requests through a stream and back, in any order, each once" {
+	worker w1 && worker w2
+	batchd -q -l "unix:$T/b" -u "$REDIS_URL_BASE/jobs" -d 3 3>"$T/bready" 2>"$T/berr" &
+	echo $! >>"$T/pids"
+	ready "$T/bready"
+	requests 100 8 >"$T/in"
+	sluice cat -u "unix:$T/b" <"$T/in" | sluice cat -j >"$T/out"
+	run check "$T/out" 100
+	echo "$output"
+	[ "$status" -eq 0 ]
+}

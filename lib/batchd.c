@@ -391,7 +391,9 @@ pack_replicas(msgpack_packer *pk, void *ud)
 	msgpack_pack_array(pk, (uint32_t)b->nreps);
 	for (i = 0; i < b->nreps; i++) {
 		replica *rp = b->reps[i];
-		msgpack_pack_map(pk, 7);
+		long long lag = -1, pend = -1;
+		int q = rp->redis && rp->up && io_conn_backlog_redis(rp->up, &lag, &pend);
+		msgpack_pack_map(pk, 7 + (q && lag >= 0) + (q && pend >= 0));
 		msg_pk_str(pk, "endpoint");
 		msg_pk_str(pk, rp->ep);
 		msg_pk_str(pk, "up");
@@ -409,6 +411,14 @@ pack_replicas(msgpack_packer *pk, void *ud)
 		msgpack_pack_uint64(pk, rp->prefix_hits);
 		msg_pk_str(pk, "lost");
 		msgpack_pack_uint64(pk, rp->lost);
+		if (q && lag >= 0) {
+			msg_pk_str(pk, "queue_lag");   /* a stream's jobs no worker has taken yet */
+			msgpack_pack_uint64(pk, (uint64_t)lag);
+		}
+		if (q && pend >= 0) {
+			msg_pk_str(pk, "queue_pending");   /* taken by a worker, not yet answered */
+			msgpack_pack_uint64(pk, (uint64_t)pend);
+		}
 	}
 }
 
@@ -429,7 +439,7 @@ send_stats(batchd *b, io_conn *c, const msg *m)
 	sn.running = b->nflight;
 	sn.waiting = b->nqueued;
 	sn.max_running = room;
-	if (b->route) {
+	if (b->route || b->reps[0]->redis) {
 		sn.nextra = 1;
 		sn.extra = pack_replicas;
 		sn.extra_ud = b;

@@ -766,6 +766,13 @@ io_conn_is_stdio(const io_conn *c)
 	return c && c->stdio;
 }
 
+int
+io_conn_backlog_redis(const io_conn *c, long long *lag, long long *pending)
+{
+	*lag = *pending = -1;
+	return c->q && rq_backlog(c->q, lag, pending);
+}
+
 /* ---- connections: reading ------------------------------------------------- */
 
 /* Counts what c holds of unfinished messages in the loop's total, starts or

@@ -132,5 +132,8 @@ double io_conn_backlog(const io_conn *c);
  * what is buffered waits. How a pipeline's producer is made to wait. */
 void io_conn_pause(io_conn *c, int on);
 int io_conn_is_stdio(const io_conn *c);
+/* A Redis producer connection: its stream's queue (rq_backlog); 0 for any
+ * other connection, or when nothing is known yet. */
+int io_conn_backlog_redis(const io_conn *c, long long *lag, long long *pending);
 
 #endif

@@ -59,7 +59,7 @@ typedef struct lblset {
 enum { G_RUNNING, G_WAITING, G_KV, G_DRAINING, G_CONNS, G_N };
 enum { C_PROMPT, C_GEN, C_PREEMPT, C_PCQ, C_PCH, C_ADMITTED, C_BAD, C_N };
 enum { L_FINISHED, L_ERRORS, L_REJECTIONS, L_N };
-enum { R_UP, R_RUNNING, R_ROUTED, R_HITS, R_LOST, R_N };
+enum { R_UP, R_RUNNING, R_ROUTED, R_HITS, R_LOST, R_QLAG, R_QPEND, R_N };
 
 /* one replica of a router, as its stats said (route's "replicas") */
 typedef struct repfigs {
@@ -541,6 +541,7 @@ rep_read(const msgpack_object *o, figs *f)
 {
 	static const struct { const char *key; int r; } keys[] = {
 		{ "in_flight", R_RUNNING }, { "routed", R_ROUTED }, { "prefix_hits", R_HITS }, { "lost", R_LOST },
+		{ "queue_lag", R_QLAG }, { "queue_pending", R_QPEND },
 	};
 	repfigs *r = &f->rep[f->nrep];
 	const msgpack_object *up;
@@ -849,6 +850,8 @@ static const struct family {
 	{ "replica_requests_routed_total", F_RCOUNTER, R_ROUTED, "replica", "Requests the router sent to the replica (one sent again counts again)" },
 	{ "replica_prefix_hits_total", F_RCOUNTER, R_HITS, "replica", "Requests the router sent to the replica because it held their longest cached prefix" },
 	{ "replica_lost_total", F_RCOUNTER, R_LOST, "replica", "Times the router lost the replica (its connection closed, or silent with work)" },
+	{ "replica_queue_lag", F_RGAUGE, R_QLAG, "replica", "A Redis stream replica: jobs no worker has taken yet (XINFO GROUPS lag)" },
+	{ "replica_queue_pending", F_RGAUGE, R_QPEND, "replica", "A Redis stream replica: jobs taken by a worker and not yet answered (XINFO GROUPS pending)" },
 };
 
 #define FAM_N (sizeof families / sizeof *families)

@@ -240,6 +240,7 @@ struct rq {
 	long long nsent;       /* producer: jobs added (or being added) */
 	char newest[RQ_EID_MAX]; /* producer: the entry id of the last job added */
 	int gone;              /* producer: the job stream vanished, rq_take says -1 */
+	long long q_lag, q_pending; /* producer: the group's, at the latest check; -1 unknown */
 
 	/* the thread's own */
 	redisContext *tc;
@@ -1076,6 +1077,22 @@ check_stream(rq *q, char *why, size_t whylen)
 	g = r->element[i];
 	ld = field(g, "last-delivered-id");
 	read = lag = -1;
+	{
+		/* what the owner's stats say of the queue: entries not yet given
+		 * to a worker (lag, Redis 7) and given but not acked (pending) */
+		long long pend = -1, lg = -1;
+		for (size_t k = 0; k + 1 < g->elements; k += 2)
+			if (is_str(g->element[k]) && g->element[k + 1]->type == REDIS_REPLY_INTEGER) {
+				if (!strcmp(g->element[k]->str, "pending"))
+					pend = g->element[k + 1]->integer;
+				else if (!strcmp(g->element[k]->str, "lag"))
+					lg = g->element[k + 1]->integer;
+			}
+		pthread_mutex_lock(&q->mu);
+		q->q_lag = lg;
+		q->q_pending = pend;
+		pthread_mutex_unlock(&q->mu);
+	}
 	for (i = 0; i + 1 < g->elements; i += 2) {   /* integers: not for field() */
 		v = g->element[i + 1];
 		if (!is_str(g->element[i]) || v->type != REDIS_REPLY_INTEGER)
@@ -1349,6 +1366,7 @@ rq_open(int worker, const addr *a, const msg_limits *lim, char *err, size_t errl
 		return NULL;
 	}
 	q = xcalloc(1, sizeof *q);
+	q->q_lag = q->q_pending = -1;
 	q->worker = worker;
 	q->tfd = q->pfd[0] = q->pfd[1] = -1;
 	q->host = xstrdup(a->host && *a->host ? a->host : "127.0.0.1");
@@ -1427,6 +1445,16 @@ rq *
 rq_open_producer(const addr *a, const msg_limits *lim, char *err, size_t errlen)
 {
 	return rq_open(0, a, lim, err, errlen);
+}
+
+int
+rq_backlog(rq *q, long long *lag, long long *pending)
+{
+	pthread_mutex_lock(&q->mu);
+	*lag = q->q_lag;
+	*pending = q->q_pending;
+	pthread_mutex_unlock(&q->mu);
+	return *lag >= 0 || *pending >= 0;
 }
 
 int

@@ -18,6 +18,11 @@ typedef struct rq rq;
  * NULL with err only for what can never work (a bad address). */
 rq *rq_open_worker(const addr *a, const msg_limits *lim, char *err, size_t errlen);
 rq *rq_open_producer(const addr *a, const msg_limits *lim, char *err, size_t errlen);
+/* A producer: the consumer group's queue as its latest check saw it (every
+ * two seconds while jobs are out): entries not yet given to a worker (lag;
+ * Redis 7) and given but not yet acked (pending), -1 unknown. 1 when either
+ * is known. */
+int rq_backlog(rq *q, long long *lag, long long *pending);
 /* Readable when rq_take may have something. */
 int rq_fd(const rq *q);
 /* Takes one incoming message (a worker: a job; a producer: an answer).

@@ -75,7 +75,7 @@ PY
 	route -q -l "unix:$T/r" -u "$REDIS_URL_BASE/jobs" --max-inflight 64 -d 3 3>"$T/rready" 2>"$T/rerr" &
 	echo $! >>"$T/pids"
 	ready "$T/rready"
-	requests 300 40 >"$T/in"
+	requests 300 150 >"$T/in"
 	sluice cat -u "unix:$T/r" <"$T/in" | sluice cat -j >"$T/out" &
 	cp=$!
 	# w1 holds jobs when it dies: they are reclaimed after ?claim=1000
@@ -85,6 +85,23 @@ PY
 	done
 	[ "$(redis XPENDING jobs sluice - + 100 w1 | wc -l)" -gt 0 ]
 	kill -9 "$(cat "$T/w1.pid")"
+	# while jobs are out, route's stats carry the stream's queue (XINFO
+	# GROUPS, every 2 s); metrics serves them as gauges
+	port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	metrics -u "unix:$T/r" -l "tcp:127.0.0.1:$port" --interval 0.2 2>"$T/merr" &
+	echo $! >>"$T/pids"
+	for i in $(seq 100); do
+		curl -s "127.0.0.1:$port/metrics" | grep -q '^sluice:replica_queue_pending{' && break
+		sleep 0.05
+	done
+	curl -s "127.0.0.1:$port/metrics" >"$T/prom"
+	python3 -c 'import sys
+from prometheus_client.parser import text_string_to_metric_families
+fams = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
+for n in ("sluice:replica_queue_pending", "sluice:replica_queue_lag"):
+    s = fams[n].samples
+    assert len(s) == 1 and s[0].labels["replica"].endswith("/jobs") and s[0].value >= 0, s
+print("queue figures:", [(n, fams[n].samples[0].value) for n in ("sluice:replica_queue_lag", "sluice:replica_queue_pending")])' "$T/prom"
 	wait "$cp"
 	run check "$T/out" 300
 	echo "$output"

@@ -11,7 +11,7 @@ prog=deps
 # Debian packages: the compilers, the libraries the Makefile links, and the
 # programs the tests run.
 DEB="build-essential clang pkg-config libmsgpack-dev libhiredis-dev libpipeline-dev
-libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libopenblas-dev bats redis-server gnuplot-nox
+libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libopenblas-dev bats redis-server gnuplot-nox iproute2
 python3 python3-pip"
 
 # ---------------------------------------------------------------- Debian

@@ -585,25 +585,28 @@ chain_put(batchd *b, uint64_t h, int idx)
 	lru_front(b, c);
 }
 
-/* The hash of each full block's chain: block k's covers blocks 0..k. */
+/* The hash of each full block's chain: block k's covers blocks 0..k;
+ * *chains is malloc'd (NULL with none). */
 static void
-chain_hashes(batchd *b, breq *r, const uint32_t *ids, size_t n)
+chain_hashes(batchd *b, const uint32_t *ids, size_t n, uint64_t **chains, uint32_t *nchains)
 {
 	size_t k, i, nb = n / b->block_size;
 	uint64_t h = 0xcbf29ce484222325ull;
 
+	*chains = NULL;
+	*nchains = 0;
 	if (!nb)
 		return;
-	r->chains = xcalloc(nb, sizeof *r->chains);
+	*chains = xcalloc(nb, sizeof **chains);
 	for (k = 0; k < nb; k++) {
 		for (i = k * b->block_size; i < (k + 1) * b->block_size; i++) {
 			uint32_t v = ids[i];
 			for (int j = 0; j < 4; j++, v >>= 8)
 				h = (h ^ (v & 0xff)) * 0x100000001b3ull;
 		}
-		r->chains[k] = h;
+		(*chains)[k] = h;
 	}
-	r->nchains = (uint32_t)nb;
+	*nchains = (uint32_t)nb;
 }
 
 /* the replica with room and the fewest in flight (ties: the lower index) */
@@ -945,7 +948,9 @@ on_request(batchd *b, client *cl, const msg *m)
 	int cancel = 0;
 	int64_t prio = 0;
 	uint64_t u;
-	uint32_t est;
+	uint32_t est, nchains = 0;
+	uint64_t *chains = NULL;   /* route --policy prefix: the prompt's chain hashes */
+	tok_ids toks = TOK_IDS_INIT;   /* route -m: the prompt tokenized here */
 	double t = now();
 	breq *r;
 
@@ -995,7 +1000,6 @@ on_request(batchd *b, client *cl, const msg *m)
 			return;
 		}
 	}
-	r = xcalloc(1, sizeof *r);
 	if (b->route && b->balance == B_PREFIX) {
 		/* the prompt's tokens, as sent or tokenized here, for the prefix chains */
 		const msgpack_object *tk = msg_get(m, "tokens");
@@ -1004,42 +1008,37 @@ on_request(batchd *b, client *cl, const msg *m)
 			for (uint32_t i = 0; i < tk->via.array.size; i++)
 				ids[i] = tk->via.array.ptr[i].type == MSGPACK_OBJECT_POSITIVE_INTEGER
 					 ? (uint32_t)tk->via.array.ptr[i].via.u64 : 0;
-			chain_hashes(b, r, ids, tk->via.array.size);
+			chain_hashes(b, ids, tk->via.array.size, &chains, &nchains);
 			free(ids);
 		} else if (b->t) {
 			tokenize_opts to = TOKENIZE_OPTS_DEFAULT;
 			size_t ntok = 0;
-			if (tokenize_encode(b->t, &to, b->chat, m, &r->toks, &ntok, err, sizeof err) == 0)
-				chain_hashes(b, r, r->toks.v, r->toks.n);
+			if (tokenize_encode(b->t, &to, b->chat, m, &toks, &ntok, err, sizeof err) == 0)
+				chain_hashes(b, toks.v, toks.n, &chains, &nchains);
 			else
-				r->toks.n = 0;   /* the engine will say what is wrong */
+				toks.n = 0;   /* the engine will say what is wrong */
 		}
 	}
-	est = r->toks.n ? (uint32_t)r->toks.n : estimate_tokens(m);
-	if (b->nqueued >= b->max_queue || (b->max_queued_tokens && b->queued_tokens + est > b->max_queued_tokens)
-	    || b->held_bytes + m->len > b->max_queue_bytes) {
-		tok_ids_free(&r->toks);
-		free(r->chains);
-		free(r);
-	}
+	est = toks.n ? (uint32_t)toks.n : estimate_tokens(m);
 	if (b->nqueued >= b->max_queue) {
 		snprintf(err, sizeof err, "%u requests are queued already (--max-queue)", b->max_queue);
-		reject(b, c, id, idlen, "overloaded", err);
-		return;
+		goto overloaded;
 	}
 	if (b->max_queued_tokens && b->queued_tokens + est > b->max_queued_tokens) {
 		snprintf(err, sizeof err, "%llu prompt tokens are queued already and this request has %u "
 			 "(--max-queued-tokens %llu)", (unsigned long long)b->queued_tokens, est,
 			 (unsigned long long)b->max_queued_tokens);
-		reject(b, c, id, idlen, "overloaded", err);
-		return;
+		goto overloaded;
 	}
 	if (b->held_bytes + m->len > b->max_queue_bytes) {
 		snprintf(err, sizeof err, "%llu bytes of requests are held already (--max-queue-bytes)",
 			 (unsigned long long)b->held_bytes);
-		reject(b, c, id, idlen, "overloaded", err);
-		return;
+		goto overloaded;
 	}
+	r = xcalloc(1, sizeof *r);
+	r->toks = toks;
+	r->chains = chains;
+	r->nchains = nchains;
 	r->cl = cl;
 	r->idlen = idlen;
 	r->id = xstrndup(id, idlen);
@@ -1069,6 +1068,11 @@ on_request(batchd *b, client *cl, const msg *m)
 	cl->live++;
 	b->st.requests++;
 	b->st.prompt_tokens += est;
+	return;
+overloaded:
+	reject(b, c, id, idlen, "overloaded", err);
+	tok_ids_free(&toks);
+	free(chains);
 }
 
 static void

@@ -25,7 +25,6 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
-#include "addr.h"
 #include "daemon.h"
 #include "detok.h"
 #include "die.h"
@@ -38,7 +37,6 @@
 #include "io.h"
 #include "msg.h"
 #include "oai.h"
-#include "sock.h"
 #include "tokenize.h"
 
 #define OUT_MAX (4u << 20)     /* streamed bytes a client may leave unread; then slow_consumer */
@@ -447,12 +445,6 @@ choice_error(greq *g, choice *c, const char *code, size_t cn, const char *m, siz
 	all_done(g);
 }
 
-static const msgpack_object *
-get(const msg *m, const char *k)
-{
-	return msg_get(m, k);
-}
-
 static void
 on_event(gateway *gw, const msg *m)
 {
@@ -471,7 +463,7 @@ on_event(gateway *gw, const msg *m)
 	msg_str(m, "finish", &fin, &finn);
 	if (fin && ((finn == 5 && !memcmp(fin, "error", 5)) || (finn == 7 && !memcmp(fin, "timeout", 7))
 		    || (finn == 9 && !memcmp(fin, "cancelled", 9)))) {
-		if (finn == 5 && (er = get(m, "error")) && er->type == MSGPACK_OBJECT_MAP) {
+		if (finn == 5 && (er = msg_get(m, "error")) && er->type == MSGPACK_OBJECT_MAP) {
 			for (uint32_t i = 0; i < er->via.map.size; i++) {
 				const msgpack_object_kv *kv = &er->via.map.ptr[i];
 				if (kv->key.type != MSGPACK_OBJECT_STR || kv->val.type != MSGPACK_OBJECT_STR)
@@ -492,7 +484,7 @@ on_event(gateway *gw, const msg *m)
 	/* tokens: streamed, text holds this event's; else all of them */
 	if (g->r.stream)
 		c->text.n = 0;
-	if ((tk = get(m, "tokens")) && tk->type == MSGPACK_OBJECT_ARRAY && tk->via.array.size) {
+	if ((tk = msg_get(m, "tokens")) && tk->type == MSGPACK_OBJECT_ARRAY && tk->via.array.size) {
 		uint32_t n = tk->via.array.size, i, nv = tok_n_vocab(gw->t);
 		uint32_t ids[64];
 		if (g->t_first == 0) {
@@ -512,7 +504,7 @@ on_event(gateway *gw, const msg *m)
 	}
 	if (fin)
 		detok_flush(&c->d, &c->text);
-	if (g->r.logprobs >= 0 && (lps = get(m, "logprobs"))) {
+	if (g->r.logprobs >= 0 && (lps = msg_get(m, "logprobs"))) {
 		if (g->r.stream)
 			oai_logprobs(gw->t, g->r.kind, lps, (size_t)g->r.logprobs, &lp, &c->text_off);
 		else
@@ -520,7 +512,7 @@ on_event(gateway *gw, const msg *m)
 	}
 	if (fin) {
 		c->fin = finn == 6 && !memcmp(fin, "length", 6) ? F_LENGTH : F_STOP;
-		if ((u = get(m, "usage")) && u->type == MSGPACK_OBJECT_MAP)
+		if ((u = msg_get(m, "usage")) && u->type == MSGPACK_OBJECT_MAP)
 			for (uint32_t i = 0; i < u->via.map.size; i++) {
 				const msgpack_object_kv *kv = &u->via.map.ptr[i];
 				if (kv->key.type != MSGPACK_OBJECT_STR || kv->val.type != MSGPACK_OBJECT_POSITIVE_INTEGER)

@@ -25,13 +25,6 @@ teardown() {
 TINY=$BATS_FILE_TMPDIR/tiny.gguf
 CLIENTS=$BATS_TEST_DIRNAME/batchd/clients.py
 
-# ready FILE: waits for a readiness newline in FILE
-ready() {
-	local i
-	for i in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done
-	return 1
-}
-
 # engine ARGS...: infer-cpu on unix:$T/e (EP its pid), stderr in $T/eerr
 engine() {
 	rm -f "$T/eready"

@@ -26,14 +26,6 @@ teardown() {
 TINY=$BATS_FILE_TMPDIR/tiny.gguf
 LOAD=$BATS_TEST_DIRNAME/route/load.py
 
-# ready FILE: up to 10 s for a readiness newline in FILE
-ready() {
-	local i
-	for i in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done
-	echo "not ready: $1" >&2
-	return 1
-}
-
 # engine I ARGS...: infer-cpu -t 1 on unix:$T/eI (EP[I] its pid), stderr in
 # $T/eerrI; not waited for
 engine() {

@@ -30,12 +30,6 @@ teardown() {
 
 TINY=$BATS_FILE_TMPDIR/tiny.gguf
 
-ready() {
-	local i
-	for i in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done
-	return 1
-}
-
 # worker NAME: infer-cpu reading the job stream (its pid in $T/NAME.pid)
 worker() {
 	infer-cpu -q -m "$TINY" -t 1 -l "$REDIS_URL_BASE/jobs?claim=1000&consumer=$1" 2>>"$T/$1.err" &

@@ -47,12 +47,6 @@ teardown() {
 	ip netns del "${NB:-none}" 2>/dev/null || true
 }
 
-ready() {
-	local i
-	for i in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done
-	return 1
-}
-
 # in NS NAME CMD...: CMD inside namespace NS in the background (pid in $T/NAME.pid),
 # readiness on fd 3 to $T/NAME.ready
 in_ns() {

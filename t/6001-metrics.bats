@@ -29,14 +29,6 @@ teardown() {
 
 RQ=$BATS_FILE_TMPDIR/requests.mp
 
-# ready FILE: up to 10 s for a readiness newline in FILE
-ready() {
-	local i
-	for i in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done
-	echo "not ready: $1" >&2
-	return 1
-}
-
 # scrape PORT [PATH [METHOD]]: GET (or METHOD) http://127.0.0.1:PORT/PATH into
 # $T/prom; output "STATUS CONTENT-TYPE"
 scrape() {

@@ -27,14 +27,6 @@ teardown() {
 	done
 }
 
-# ready FILE: up to 10 s for a readiness newline in FILE
-ready() {
-	local i
-	for i in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done
-	echo "not ready: $1" >&2
-	return 1
-}
-
 # replicas EXPR [SECS]: the Python EXPR over R, the replica_* series of
 # route (unix:$T/r) at /metrics, is true at once or within SECS
 replicas() {

@@ -30,14 +30,6 @@ TINY=$BATS_FILE_TMPDIR/tiny.gguf
 OAI=$BATS_TEST_DIRNAME/gateway/oai.py
 CLIENTS=$BATS_TEST_DIRNAME/batchd/clients.py
 
-# ready FILE: up to 10 s for a readiness newline in FILE
-ready() {
-	local i
-	for i in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done
-	echo "not ready: $1" >&2
-	return 1
-}
-
 # engine ARGS...: infer-cpu on unix:$T/e (EP its pid), stderr in $T/eerr
 engine() {
 	rm -f "$T/eready"

@@ -20,23 +20,17 @@ teardown() {
 	done
 }
 
-ready() {
-	local i
-	for i in $(seq 400); do [ -s "$1" ] && return 0; sleep 0.05; done
-	return 1
-}
-
 @test "gateway + SmolLM2: chat through the openai client is the engine's own answer; streamed the same; usage right" {
 	scratch
 	infer-cpu -q -m "$MODEL" -l "unix:$T/e" -d 3 3>"$T/eready" 2>>"$T/err" &
 	EP=$!
-	ready "$T/eready"
+	ready "$T/eready" 400
 	batchd -q -l "unix:$T/b" -u "unix:$T/e" -d 3 3>"$T/bready" 2>>"$T/err" &
 	BP=$!
-	ready "$T/bready"
+	ready "$T/bready" 400
 	gateway -q -u "unix:$T/b" -m "$MODEL" -l tcp:127.0.0.1:0 -d 3 3>"$T/gready" 2>"$T/gerr" &
 	GP=$!
-	ready "$T/gready"
+	ready "$T/gready" 400
 	port=$(sed -n 's|^gateway: listening on http://[^ ]*:\([0-9][0-9]*\).*|\1|p' "$T/gerr")
 	# the engine's own answer: the same conversation straight to infer-cpu,
 	# which applies the template and tokenizes in-process

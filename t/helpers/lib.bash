@@ -20,6 +20,15 @@ free_port() {
 
 # redis_start: starts redis-server on a free loopback port, in the background,
 # with no persistence; sets REDIS_PORT and REDIS_URL_BASE. redis_stop stops it.
+# ready FILE [TRIES]: waits (TRIES x 50 ms, 200 by default) for a daemon's
+# readiness newline (-d 3) in FILE
+ready() {
+	local i
+	for i in $(seq "${2:-200}"); do [ -s "$1" ] && return 0; sleep 0.05; done
+	echo "not ready: $1" >&2
+	return 1
+}
+
 redis_start() {
 	local i
 	REDIS_PORT=$(free_port)

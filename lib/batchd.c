@@ -257,6 +257,22 @@ flight_add(batchd *b, breq *r, replica *rp)
 	b->nflight++;
 }
 
+/* In-flight r goes back to the queue, in its old place, its deadline
+ * counting again. */
+static void
+requeue(batchd *b, breq *r)
+{
+	list_unlink(&b->flight, NULL, r);
+	b->nflight--;
+	r->rep->nflight--;
+	r->rep = NULL;
+	enqueue(b, r);
+	if (r->deadline > 0) {
+		double left = r->deadline - now();
+		io_timer_after(b->loop, &r->dl, left > 0 ? left : 0);
+	}
+}
+
 /* Forgets r altogether: its lists, tables, client count and bytes. */
 static void
 req_free(batchd *b, breq *r)
@@ -492,10 +508,24 @@ send_up(batchd *b, breq *r, replica *rp, double t)
 	dequeue(b, r);
 	io_timer_stop(b->loop, &r->dl);    /* the engine keeps the deadline now */
 	flight_add(b, r, rp);
+	if (io_send(rp->up, b->sb.data, b->sb.size) < 0 && rp->redis) {
+		/* Redis is unreachable (rq said so once): the job goes back to
+		 * its place in the queue, and the stream takes nothing more until
+		 * a retry after a backoff. A job whose XADD did reach Redis
+		 * before the connection broke may be queued twice: the first
+		 * final answer is the one the client gets. (A socket replica's
+		 * failed send ends its connection, and upstream_lost requeues.) */
+		requeue(b, r);
+		rp->ready = 0;
+		rp->backoff = rp->backoff < 0.05 ? 0.05 : rp->backoff * 2 > 2 ? 2 : rp->backoff * 2;
+		io_timer_after(b->loop, &rp->t, rp->backoff);
+		return;
+	}
+	if (rp->redis)
+		rp->backoff = 0;
 	rp->routed++;
 	if (r->t_released == 0)
 		r->t_released = t;
-	io_send(rp->up, b->sb.data, b->sb.size);
 }
 
 /* 1 when no client can send more: every one ended its input (or none is left). */
@@ -748,11 +778,7 @@ upstream_lost(batchd *b, replica *rp, const char *why)
 		} else if (!r->cl) {
 			req_free(b, r);    /* its client is gone too */
 		} else {
-			list_unlink(&b->flight, NULL, r);
-			b->nflight--;
-			rp->nflight--;
-			r->rep = NULL;
-			enqueue(b, r);
+			requeue(b, r);
 			resent++;
 		}
 	}
@@ -1257,6 +1283,8 @@ on_up(io_loop *l, io_timer *t, void *ud)
 	(void)t;
 	if (!rp->up)
 		dial(rp->b, rp);
+	else if (rp->redis)
+		rp->ready = 1;    /* try the stream again (send_up's backoff) */
 	release(rp->b, now());
 }
 

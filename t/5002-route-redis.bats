@@ -110,6 +110,58 @@ assert r["up"] and r["routed"] == 300 and r["lost"] == 0, r
 assert s["finished"]["length"] == 300, s["finished"]' "$output"
 }
 
+@test "route -u redis://: 1,000 requests to 3 workers, a worker killed and Redis killed and restarted (AOF, appendfsync always): 1,000 answers, each once" {
+	redis_stop
+	redis_start --appendonly yes --appendfsync always
+	worker w1 && worker w2 && worker w3
+	route -q -l "unix:$T/r" -u "$REDIS_URL_BASE/jobs" --max-inflight 64 -d 3 3>"$T/rready" 2>"$T/rerr" &
+	echo $! >>"$T/pids"
+	ready "$T/rready"
+	requests 1000 24 >"$T/in"
+	sluice cat -u "unix:$T/r" <"$T/in" | sluice cat -j >"$T/out" &
+	cp=$!
+	# a third of the way: w1 dies holding jobs
+	for i in $(seq 600); do
+		[ "$(grep -c finish "$T/out")" -ge 333 ] && break
+		sleep 0.05
+	done
+	[ "$(redis XPENDING jobs sluice - + 100 w1 | wc -l)" -gt 0 ] || sleep 0.1
+	kill -9 "$(cat "$T/w1.pid")"
+	# two thirds: the server dies (SIGKILL: no shutdown save, only what
+	# appendfsync always wrote) and comes back on the same port
+	for i in $(seq 600); do
+		[ "$(grep -c finish "$T/out")" -ge 666 ] && break
+		sleep 0.05
+	done
+	n=$(grep -c finish "$T/out")
+	redis_restart
+	echo "Redis restarted after $n answers"
+	[ "$n" -lt 1000 ]
+	# a job lost would leave the client waiting: 60 s at most
+	for i in $(seq 1200); do
+		kill -0 "$cp" 2>/dev/null || break
+		sleep 0.05
+	done
+	kill -0 "$cp" 2>/dev/null && { echo "$(grep -c finish "$T/out") answered after 60 s"; cat "$T/rerr"; false; }
+	wait "$cp"
+	run check "$T/out" 1000
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# a job added twice (its XADD reached Redis, the reply did not) runs
+	# twice; the stream drains all the same, nothing stays pending
+	for i in $(seq 200); do
+		[ "$(redis XPENDING jobs sluice | head -n 1)" -eq 0 ] && break
+		sleep 0.05
+	done
+	[ "$(redis XPENDING jobs sluice | head -n 1)" -eq 0 ]
+	# route saw Redis go, kept the jobs it could not add, and counts 1,000
+	grep -q "lost redis\|unable to reach redis\|unable to add a job" "$T/rerr"
+	run python3 "$BATS_TEST_DIRNAME/batchd/clients.py" stats "$T/r"
+	python3 -c 'import json, sys
+s = json.loads(sys.argv[1])
+assert s["finished"]["length"] == 1000, s["finished"]' "$output"
+}
+
 @test "batchd -u redis://: a pipeline's requests through a stream and back, in any order, each once" {
 	worker w1 && worker w2
 	batchd -q -l "unix:$T/b" -u "$REDIS_URL_BASE/jobs" -d 3 3>"$T/bready" 2>"$T/berr" &

@@ -18,8 +18,6 @@ free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# redis_start: starts redis-server on a free loopback port, in the background,
-# with no persistence; sets REDIS_PORT and REDIS_URL_BASE. redis_stop stops it.
 # ready FILE [TRIES]: waits (TRIES x 50 ms, 200 by default) for a daemon's
 # readiness newline (-d 3) in FILE
 ready() {
@@ -29,19 +27,43 @@ ready() {
 	return 1
 }
 
+# redis_start [OPTION...]: starts redis-server on a free loopback port, in the
+# background, with no persistence unless OPTIONs (redis-server's own, e.g.
+# --appendonly yes) say otherwise; sets REDIS_PORT and REDIS_URL_BASE.
+# redis_restart kills it (SIGKILL) and starts it again on the same port, data
+# directory and options; redis_stop stops it. Call them in the test's own
+# shell, not in a subshell or `run`, so that teardown stops the right server
+# (a server left running holds bats' output open and the run never ends).
 redis_start() {
-	local i
 	REDIS_PORT=$(free_port)
 	REDIS_DIR=$(mktemp -d "${BATS_TEST_TMPDIR:-/tmp}/redis.XXXXXX")
+	REDIS_OPTS=("$@")
+	redis_up
+}
+
+redis_up() {
+	local i
 	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
 		--dir "$REDIS_DIR" --daemonize yes --pidfile "$REDIS_DIR/pid" \
-		--logfile "$REDIS_DIR/log" >/dev/null || return 1
+		--logfile "$REDIS_DIR/log" "${REDIS_OPTS[@]}" >/dev/null 3>&- || return 1
 	for i in $(seq 100); do
 		redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break
 		sleep 0.05
 	done
 	REDIS_URL_BASE=redis://127.0.0.1:$REDIS_PORT
 	export REDIS_PORT REDIS_URL_BASE REDIS_DIR
+}
+
+redis_restart() {
+	local pid i
+	pid=$(cat "$REDIS_DIR/pid") || return 1
+	kill -9 "$pid"
+	for i in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	rm -f "$REDIS_DIR/pid"
+	redis_up
 }
 
 redis_stop() {

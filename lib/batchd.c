@@ -112,6 +112,7 @@ typedef struct breq {
 	uint32_t est_tokens;     /* prompt tokens, counted or estimated */
 	int state;               /* R_QUEUED, R_FLIGHT */
 	int answered;            /* an event came back from the engine */
+	uint64_t attempt;        /* a Redis stream: the run whose events the client gets (0: none yet) */
 	double t_arrived, t_released, deadline;
 	double t_first, t_last;  /* the first and the latest event with tokens */
 	io_timer dl;             /* its deadline, while it is queued */
@@ -469,6 +470,8 @@ send_stats(batchd *b, io_conn *c, const msg *m)
 /* ------------------------------------------------------------- upstream */
 
 static const char *const own_keys[] = { "id", "timeout_ms", "tokens" };
+/* an event's keys batchd replaces or drops on the way to the client */
+static const char *const event_keys[] = { "id", "attempt" };
 
 /* Sends r to replica rp under its upstream id, with what is left of its
  * deadline (and the tokens route made of its prompt). */
@@ -831,6 +834,36 @@ dial(batchd *b, replica *rp)
 		ask_engine(b, rp);
 }
 
+/* A Redis stream delivers a job at least once: a job whose worker died or
+ * lost Redis runs again, and its answers say which run they come from
+ * ("attempt", one per delivery). The client gets one run's events: the
+ * first to stream any. Another run's streamed events are dropped (they
+ * would repeat tokens the client has); its final answer, when the first
+ * run did stream, means the first will never finish (the job was taken
+ * from it): the request ends upstream_lost, as on a socket replica that
+ * went away after streaming. A request that had streamed nothing takes
+ * whichever run's final answer comes first. 1: forward m. */
+static int
+same_run(batchd *b, breq *r, const msg *m, int final)
+{
+	const char *a;
+	size_t an;
+	uint64_t h;
+
+	if (msg_str(m, "attempt", &a, &an) != 1)
+		return 1;
+	h = msg_hash_id(a, an) | 1;
+	if (!r->attempt || h == r->attempt) {
+		if (!final)
+			r->attempt = h;
+		return 1;
+	}
+	if (final)
+		end_req(b, r, "upstream_lost",
+			"the job ran again on another worker after part of it had streamed");
+	return 0;
+}
+
 /* An event from replica rp, back to its client under its own id. */
 static void
 on_event(batchd *b, replica *rp, const msg *m)
@@ -867,6 +900,8 @@ on_event(batchd *b, replica *rp, const msg *m)
 	if (!(r = ufind(b, id, idlen)) || r->rep != rp)
 		return;    /* a request already ended here (cancelled, timed out, sent elsewhere) */
 	final = msg_str(m, "finish", &fin, &finlen) == 1;
+	if (rp->redis && !same_run(b, r, m, final))
+		return;
 	r->answered = 1;
 	if ((tk = msg_get(m, "tokens")) && tk->type == MSGPACK_OBJECT_ARRAY && tk->via.array.size) {
 		double t = now();
@@ -879,7 +914,7 @@ on_event(batchd *b, replica *rp, const msg *m)
 	if (r->cl) {
 		b->sb.size = 0;
 		msg_pk_init(&pk, &b->sb);
-		msg_pk_passthrough(&pk, m, own_keys, 1, 1);
+		msg_pk_passthrough(&pk, m, event_keys, 2, 1);
 		msg_pk_str(&pk, "id");
 		msg_pk_strn(&pk, r->id, r->idlen);
 		io_send(r->cl->conn, b->sb.data, b->sb.size);

@@ -213,6 +213,7 @@ struct rq_job {                /* a worker's job in flight, oldest first */
 	char *id;              /* the request's "id" */
 	size_t idn;
 	char *reply;           /* the reply stream key */
+	unsigned long long serial;   /* this delivery, among this worker's: its "attempt" */
 };
 
 struct rq {
@@ -221,6 +222,7 @@ struct rq {
 	int port;
 	char *stream, *group, *consumer, *reply, *dead;
 	int reply_own;         /* the reply key was generated: delete it at close */
+	unsigned long long serial;   /* deliveries taken so far (under mu) */
 	unsigned claim_ms, max_deliver, prefetch, block_ms;
 	msg_limits lim;
 
@@ -669,6 +671,7 @@ take_entry(rq *q, const redisReply *e, unsigned deliveries)
 		j->reply = xmalloc(rk->len + 1);
 		memcpy(j->reply, rk->str, rk->len);
 		j->reply[rk->len] = 0;
+		j->serial = ++q->serial;
 		if (q->jt)
 			q->jt->next = j;
 		else
@@ -1560,7 +1563,9 @@ send_answer(rq *q, const void *bytes, size_t n)
 	rq_argv a = {0};
 	redisReply *r = NULL;
 	int final, rc = -1;
+	msgpack_sbuffer sb;
 
+	msgpack_sbuffer_init(&sb);
 	if (!msgpack_zone_init(&zone, 2048))
 		die_x(EXIT_SYS, "unable to allocate memory: msgpack zone");
 	if (msg_unpack(bytes, n, &q->lim, &zone, &m, &err) != MSG_GOT ||
@@ -1577,6 +1582,22 @@ send_answer(rq *q, const void *bytes, size_t n)
 	if (!j) {
 		errno = ENOENT;
 		goto out;
+	}
+	/* every answer names its attempt, "CONSUMER/N": a job run again (here
+	 * or elsewhere) answers under another, so that a producer can tell a
+	 * second run's streamed tokens from the first's */
+	{
+		static const char *const drop[] = { "attempt" };
+		msgpack_packer pk;
+		char at[64 + RQ_KEY_MAX];
+
+		msg_pk_init(&pk, &sb);
+		msg_pk_passthrough(&pk, &m, drop, 1, 1);
+		msg_pk_str(&pk, "attempt");
+		msg_pk_strn(&pk, at, (size_t)snprintf(at, sizeof at, "%.*s/%llu",
+						     RQ_KEY_MAX, q->consumer, j->serial));
+		bytes = sb.data;
+		n = sb.size;
 	}
 	if (!final) {
 		av_str(&a, "XADD");
@@ -1647,6 +1668,7 @@ out:
 	if (r)
 		freeReplyObject(r);
 	msgpack_zone_destroy(&zone);
+	msgpack_sbuffer_destroy(&sb);
 	if (rc < 0 && !errno)
 		errno = EIO;
 	return rc;

@@ -37,39 +37,51 @@ worker() {
 	echo $! >"$T/$1.pid"
 }
 
-# requests N TOKENS: N requests as msgpack, "row" k each
+# requests N TOKENS [STREAM]: N requests as msgpack, "row" k each; STREAM 1:
+# an event per token
 requests() {
 	python3 -c 'import json, sys
 for k in range(int(sys.argv[1])):
     print(json.dumps({"id": "q%d" % k, "prompt": "job %d" % k, "max_tokens": int(sys.argv[2]),
-                      "ignore_eos": True, "row": k}))' "$1" "$2" | sluice cat -m
+                      "ignore_eos": True, "row": k, "stream": sys.argv[3] == "1"}))' "$1" "$2" "${3:-0}" | sluice cat -m
 }
 
-# check FILE N: N final events, one per id, each "length" with its row
+# check FILE N [TOKENS]: N final events, one per id, each "length" with its
+# row. With TOKENS (streamed requests): each "length" answer's events carry
+# exactly TOKENS tokens (none repeated by a job that ran again), none come
+# after the final one, and the rest end upstream_lost (said how many)
 check() {
-	python3 - "$1" "$2" <<'PY'
+	python3 - "$1" "$2" "${3:-0}" <<'PY'
 import json, sys
-fin = {}
+fin, got = {}, {}
+want = int(sys.argv[3])
 for line in open(sys.argv[1]):
     e = json.loads(line)
+    assert "attempt" not in e, e
+    assert e["id"] not in fin, "an event after the final one: " + line
+    got[e["id"]] = got.get(e["id"], 0) + len(e.get("tokens", []))
     if "finish" in e:
-        assert e["id"] not in fin, "answered twice: " + e["id"]
         fin[e["id"]] = e
 n = int(sys.argv[2])
 assert len(fin) == n, "%d of %d answered" % (len(fin), n)
+lost = 0
 for i, e in fin.items():
+    if want and e["finish"] == "error" and e["error"]["code"] == "upstream_lost":
+        lost += 1
+        continue
     assert e["finish"] == "length", e
     assert e["row"] == int(i[1:]), e
-print(n, "answered once each")
+    assert not want or got[i] == want, "%s: %d tokens streamed, not %d" % (i, got[i], want)
+print(n, "answered once each,", lost, "upstream_lost")
 PY
 }
 
-@test "route -u redis://: 300 requests through a stream to 3 workers, one killed holding jobs: each answered exactly once" {
+@test "route -u redis://: 300 streamed requests to 3 workers, one killed holding jobs: each answered once, no token twice (upstream_lost where it had streamed)" {
 	worker w1 && worker w2 && worker w3
 	route -q -l "unix:$T/r" -u "$REDIS_URL_BASE/jobs" --max-inflight 64 -d 3 3>"$T/rready" 2>"$T/rerr" &
 	echo $! >>"$T/pids"
 	ready "$T/rready"
-	requests 300 150 >"$T/in"
+	requests 300 150 1 >"$T/in"
 	sluice cat -u "unix:$T/r" <"$T/in" | sluice cat -j >"$T/out" &
 	cp=$!
 	# w1 holds jobs when it dies: they are reclaimed after ?claim=1000
@@ -97,17 +109,19 @@ for n in ("sluice:replica_queue_pending", "sluice:replica_queue_lag"):
     assert len(s) == 1 and s[0].labels["replica"].endswith("/jobs") and s[0].value >= 0, s
 print("queue figures:", [(n, fams[n].samples[0].value) for n in ("sluice:replica_queue_lag", "sluice:replica_queue_pending")])' "$T/prom"
 	wait "$cp"
-	run check "$T/out" 300
+	run check "$T/out" 300 150
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "$(redis XPENDING jobs sluice | head -n 1)" -eq 0 ]
+	lost=$(echo "$output" | awk '{ print $5 }')
 	# route says where they went: one replica, a stream, up all along
 	run python3 "$BATS_TEST_DIRNAME/batchd/clients.py" stats "$T/r"
 	python3 -c 'import json, sys
 s = json.loads(sys.argv[1])
 r = s["replicas"][0]
 assert r["up"] and r["routed"] == 300 and r["lost"] == 0, r
-assert s["finished"]["length"] == 300, s["finished"]' "$output"
+lost = int(sys.argv[2])
+assert s["finished"]["length"] == 300 - lost and s["errors"]["upstream_lost"] == lost, s' "$output" "$lost"
 }
 
 @test "route -u redis://: 1,000 requests to 3 workers, a worker killed and Redis killed and restarted (AOF, appendfsync always): 1,000 answers, each once" {

@@ -16,6 +16,7 @@ static const struct subcmd {
 	{ "model", cmd_model, "fetch|path|synth" },
 	{ "gguf", cmd_gguf, "info|tensors|kv FILE" },
 	{ "bench", bench_main, "(-u endpoint | --openai url) [options]" },
+	{ "serve", cmd_serve, "[-m model] [-l tcp:host:port] [--emit s6|supervisord|systemd dir] [options]" },
 	/* more subcommands here, one line each */
 };
 #define NCMDS (sizeof cmds / sizeof cmds[0])

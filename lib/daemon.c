@@ -3,9 +3,13 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -61,6 +65,30 @@ daemon_listen(io_loop *l, const daemon_cfg *cfg)
 	return stdio;
 }
 
+/* systemd's readiness protocol (sd_notify(3), Type=notify): one datagram
+ * with STATE to the socket $NOTIFY_SOCKET names (a path, or @ for the
+ * abstract namespace). Nothing when the variable is unset; a failure is no
+ * fault of the daemon's, so it is ignored. */
+static void
+notify(const char *state)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t n;
+	int fd;
+
+	if (!path || (path[0] != '/' && path[0] != '@') || (n = strlen(path)) >= sizeof sa.sun_path)
+		return;
+	memcpy(sa.sun_path, path, n);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = 0;
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+		return;
+	(void)!sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+		      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n));
+	close(fd);
+}
+
 int
 daemon_draining(void)
 {
@@ -90,6 +118,7 @@ on_signal(io_loop *l, int fd, short revents, void *ud)
 	if (draining)
 		_exit(EXIT_SYS);    /* a second signal: give up at once */
 	draining = 1;
+	notify("STOPPING=1");
 	if (r->ops->drain)
 		r->ops->drain(r->ud);
 	if (r->cfg->drain_timeout > 0)
@@ -110,6 +139,7 @@ daemon_run(io_loop *l, const daemon_cfg *cfg, const daemon_ops *ops, void *ud)
 	io_loop_watch(l, sfd, POLLIN, on_signal, &r);
 	if (cfg->ready_fd >= 0)
 		io_ready(cfg->ready_fd);
+	notify("READY=1");
 	while (!ops->done(ud)) {
 		if (io_loop_run_once(l, more ? 0 : -1) < 0)
 			die_sys("unable to poll");

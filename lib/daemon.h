@@ -1,6 +1,7 @@
 /* daemon: what every sluice daemon does besides its own job: signals
  * through a signalfd, listening (-l endpoints, else LISTEN_FDS, else
- * standard input), readiness on -d FD (s6), a drain on SIGTERM or SIGINT
+ * standard input), readiness on -d FD (s6) and to $NOTIFY_SOCKET (systemd, READY=1
+ * and STOPPING=1), a drain on SIGTERM or SIGINT
  * bounded by a deadline, and the loop, which ends when the daemon says it
  * has nothing left. A daemon is then its options, daemon_run and the
  * handlers that are its own job. */

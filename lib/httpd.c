@@ -57,9 +57,8 @@ on_timer(io_loop *l, io_timer *t, void *ud)
 	httpd_run(ud);
 }
 
-/* the listening socket ep names: -1 with err */
-static int
-listen_on(const char *ep, char *err, size_t errlen)
+int
+httpd_listen(const char *ep, char *err, size_t errlen)
 {
 	addr a = ADDR_ZERO;
 	size_t n = strlen(ep);
@@ -109,7 +108,7 @@ httpd_start(httpd *h, io_loop *l, const char *ep, unsigned flags, MHD_AccessHand
 	h->timer = (io_timer)IO_TIMER_ZERO;
 	h->timer.cb = on_timer;
 	h->timer.ud = h;
-	if ((h->fd = listen_on(ep, why, sizeof why)) < 0)
+	if ((h->fd = httpd_listen(ep, why, sizeof why)) < 0)
 		goto fail;
 	h->d = MHD_start_daemon(flags | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, cb, cls,
 				MHD_OPTION_LISTEN_SOCKET, h->fd,

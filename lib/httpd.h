@@ -19,6 +19,9 @@ typedef struct httpd {
 } httpd;
 #define HTTPD_ZERO {0, 0, -1, IO_TIMER_ZERO}
 
+/* The listening socket ep names (tcp:HOST:PORT, port 0 taking a free one;
+ * or fd:N, which must be a listening socket already): -1 with err. */
+int httpd_listen(const char *ep, char *err, size_t errlen);
 /* Listens on ep (tcp:HOST:PORT, port 0 taking a free one; or fd:N, a
  * listening socket) and starts the library on it with flags (MHD_USE_EPOLL
  * and MHD_USE_ERROR_LOG are added), cb and cls, and the options opts (an

@@ -34,6 +34,17 @@ load helpers/lib
 	[ -f "$T/root/opt/sl/share/sluice/deps.sh" ]
 	run "$T/root/opt/sl/bin/sluice" -h
 	[ "$status" -eq 0 ]
+	# man finds a page for every installed program there, and sluice(1)
+	# names every one of them
+	for p in "$T"/root/opt/sl/bin/*; do
+		MANPATH=$T/root/opt/sl/share/man man -w "$(basename "$p")" >/dev/null ||
+			{ echo "no page for $(basename "$p")"; false; }
+	done
+	MANPATH=$T/root/opt/sl/share/man MANWIDTH=100 man sluice 2>/dev/null | col -b >"$T/sluice.txt"
+	for p in "$T"/root/opt/sl/bin/*; do
+		grep -qw "$(basename "$p")(1)" "$T/sluice.txt" || { echo "man sluice does not name $(basename "$p")"; false; }
+	done
+	MANPATH=$T/root/opt/sl/share/man man -w 7 sluice >/dev/null
 }
 
 @test "man pages render without warnings" {

@@ -650,8 +650,16 @@ say_url(const sup *s, int fd, const char *what, int out)
 		printf("http://%s:%d/v1\n", host, port);
 		fflush(stdout);
 	}
-	if (!s->o->quiet)
-		info_x("%s at http://%s:%d/%s", what, host, port, out ? "v1" : "metrics");
+	if (!s->o->quiet && out) {
+		/* the name clients give as "model": the gateway's, the file's stem */
+		const char *b = strrchr(s->o->model, '/') ? strrchr(s->o->model, '/') + 1 : s->o->model;
+		size_t n = strlen(b) > 5 && !strcmp(b + strlen(b) - 5, ".gguf") ? strlen(b) - 5 : strlen(b);
+		if (s->o->name)
+			b = s->o->name, n = strlen(b);
+		info_x("serving %.*s at http://%s:%d/v1", (int)n, b, host, port);
+	} else if (!s->o->quiet) {
+		info_x("%s at http://%s:%d/metrics", what, host, port);
+	}
 }
 
 static int

@@ -8,5 +8,6 @@
 int cmd_cat(int argc, char **argv);     /* cmd/sluice-cat.c */
 int cmd_gguf(int argc, char **argv);    /* cmd/sluice-gguf.c */
 int cmd_model(int argc, char **argv);   /* cmd/sluice-model.c */
+int cmd_run(int argc, char **argv);     /* cmd/sluice-run.c */
 
 #endif

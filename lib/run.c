@@ -91,6 +91,8 @@ typedef struct run {
 static void
 add(detok_buf *b, const void *p, size_t n)
 {
+	if (!n)
+		return;
 	if (b->cap - b->n < n) {
 		while (b->cap - b->n < n)
 			b->cap = b->cap ? b->cap * 2 : 256;

@@ -119,12 +119,12 @@ install: all
 	cp -R share/. $(DESTDIR)$(PREFIX)/share/sluice/
 
 # The main job on the default model: chat and completion requests from
-# examples/ through tokenize | infer-cpu | detokenize, answers on stdout
-# (one paragraph per request, in the order they finish).
+# examples/ through tokenize | infer-cpu | detokenize (sluice run), each
+# prompt with its answer on stdout, in the order they finish.
 demo: deps
 	$(MAKE) -s all
 	bin/sluice model fetch
-	bin/tokenize < examples/chat.jsonl | bin/infer-cpu | bin/detokenize -o text
+	bin/sluice run -o text examples/chat.jsonl
 
 bench: all
 	@sh t/perf/run

@@ -15,6 +15,7 @@ static const struct subcmd {
 	{ "cat", cmd_cat, "[-j|-m] [-i json|msgpack] [-u endpoint] [-t ms]" },
 	{ "model", cmd_model, "fetch|path|synth" },
 	{ "gguf", cmd_gguf, "info|tensors|kv FILE" },
+	{ "run", cmd_run, "[-m model] [-t threads] [-n max_tokens] [--device auto|cpu|gpu] [-i kind] [-o kind] [file]" },
 	{ "bench", bench_main, "(-u endpoint | --openai url) [options]" },
 	{ "serve", cmd_serve, "[-m model] [-l tcp:host:port] [--emit s6|supervisord|systemd dir] [options]" },
 	/* more subcommands here, one line each */

@@ -8,6 +8,7 @@
 int cmd_cat(int argc, char **argv);     /* cmd/sluice-cat.c */
 int cmd_gguf(int argc, char **argv);    /* cmd/sluice-gguf.c */
 int cmd_model(int argc, char **argv);   /* cmd/sluice-model.c */
+int cmd_run(int argc, char **argv);     /* cmd/sluice-run.c */
 int cmd_serve(int argc, char **argv);   /* cmd/sluice-serve.c */
 
 #endif

@@ -151,8 +151,10 @@ tree_build(tree *t, const serve_opts *o, const char *engine, const char *state, 
 			arg(v, "%s", o->queue);
 		else
 			arg(v, "unix:%s/engine%d.sock", state, i);
-		arg(v, "-t");
-		arg(v, "%d", o->threads);
+		if (o->threads) {   /* 0: --emit without -t, the engine's own default */
+			arg(v, "-t");
+			arg(v, "%d", o->threads);
+		}
 	}
 	t->front = t->n;
 	if (o->engines > 1 && !o->queue) {
@@ -377,11 +379,11 @@ emit_supervisord(const tree *t, const serve_opts *o, const char *dir, const char
 		int engine = i < t->front;
 		fprintf(f, "; %s\n[program:sluice-%s]\ncommand=", desc(v->name), v->name);
 		put_cmd(f, v);
-		fprintf(f, "\npriority=%d\nautostart=true\nautorestart=true\n"
-			"; an engine maps and checks its model before it listens\nstartsecs=%d\nstartretries=10\n"
+		fprintf(f, "\npriority=%d\nautostart=true\nautorestart=true\n%sstartsecs=%d\nstartretries=10\n"
 			"stopsignal=TERM\n; the drain, and then some\nstopwaitsecs=%d\nstopasgroup=true\nkillasgroup=true\n"
 			"redirect_stderr=true\nstdout_logfile=%s/%%(program_name)s.log\nstdout_logfile_maxbytes=10MB\n\n",
-			engine ? 10 : i == t->front ? 20 : i == t->gateway ? 30 : 40, engine ? 3 : 1,
+			engine ? 10 : i == t->front ? 20 : i == t->gateway ? 30 : 40,
+			engine ? "; an engine maps and checks its model before it listens\n" : "", engine ? 3 : 1,
 			(int)o->drain_timeout + 10, state);
 	}
 	fprintf(f, "[group:sluice]\nprograms=");
@@ -924,7 +926,9 @@ serve_main(int argc, char **argv)
 	if (access(o.model, R_OK) < 0 && !o.emit)
 		die_x(EXIT_SYS, "unable to read the model %s: %s%s", o.model, strerror(errno),
 		      errno == ENOENT ? " (sluice model fetch gets the default one)" : "");
-	if (!o.threads) {
+	/* the threads: this machine's CPUs shared by the engines; an emitted
+	 * tree runs elsewhere, so without -t its engines choose (all of theirs) */
+	if (!o.threads && !o.emit) {
 		cpus = sysconf(_SC_NPROCESSORS_ONLN);
 		o.threads = cpus > o.engines ? (int)(cpus / o.engines) : 1;
 	}

@@ -330,7 +330,7 @@ emit_s6(const tree *t, const serve_opts *o, const char *dir, const char *state)
 		const svc *v = &t->s[i];
 		pathf(sub, "%s/sluice-%s", dir, v->name);
 		pathf(dep, "%s/dependencies.d", sub);
-		mkdir_p(dep);
+		mkdir_p(sub);
 		f = create(sub, "run", 0755);
 		fprintf(f, "#!/bin/sh\n# sluice: %s (%s). Written by sluice serve --emit s6.\n", v->name, desc(v->name));
 		fprintf(f, "mkdir -p %s || exit 111\nexec 2>&1\nexec ", state);
@@ -353,6 +353,7 @@ emit_s6(const tree *t, const serve_opts *o, const char *dir, const char *state)
 			if (!on)
 				continue;
 			snprintf(name, sizeof name, "sluice-%s", t->s[k].name);
+			mkdir_p(dep);   /* only where there is one: an empty one is not kept by git */
 			done(create(dep, name, 0644), dep, name);
 		}
 	}

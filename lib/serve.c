@@ -248,25 +248,30 @@ engine_prog(const serve_opts *o)
 
 /* ---- --emit ------------------------------------------------------------ */
 
-/* a command line as one shell-safe line (single quotes where needed) */
+/* one word, shell-safe (single quotes where needed) */
+static void
+put_word(FILE *f, const char *a)
+{
+	if (a[strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@%+,")] || !*a) {
+		fputc('\'', f);
+		for (; *a; a++)
+			if (*a == '\'')
+				fputs("'\\''", f);
+			else
+				fputc(*a, f);
+		fputc('\'', f);
+	} else {
+		fputs(a, f);
+	}
+}
+
+/* a command line as one shell-safe line */
 static void
 put_cmd(FILE *f, const svc *v)
 {
 	for (int k = 0; v->argv[k]; k++) {
-		const char *a = v->argv[k];
 		fputs(k ? " " : "", f);
-		if (a[strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@%+,")]
-		    || !*a) {
-			fputc('\'', f);
-			for (; *a; a++)
-				if (*a == '\'')
-					fputs("'\\''", f);
-				else
-					fputc(*a, f);
-			fputc('\'', f);
-		} else {
-			fputs(a, f);
-		}
+		put_word(f, v->argv[k]);
 	}
 }
 
@@ -333,7 +338,9 @@ emit_s6(const tree *t, const serve_opts *o, const char *dir, const char *state)
 		mkdir_p(sub);
 		f = create(sub, "run", 0755);
 		fprintf(f, "#!/bin/sh\n# sluice: %s (%s). Written by sluice serve --emit s6.\n", v->name, desc(v->name));
-		fprintf(f, "mkdir -p %s || exit 111\nexec 2>&1\nexec ", state);
+		fputs("mkdir -p ", f);
+		put_word(f, state);
+		fputs(" || exit 111\nexec 2>&1\nexec ", f);
 		put_cmd(f, v);
 		fputc('\n', f);
 		done(f, sub, "run");

@@ -6,6 +6,7 @@
 #   make test-asan  the test suite against the asan build
 #   make fuzz       libFuzzer targets into build/fuzz/ (clang)
 #   make install PREFIX=/usr/local DESTDIR=
+#   make share-trees  share/'s service trees (s6, supervisord, systemd) written anew
 #
 # Every lib/*.c goes into libsluice, every cmd/NAME.c becomes bin/NAME and every
 # t/unit/NAME.c a unit test, so adding a file needs no edit here. The one
@@ -46,7 +47,7 @@ HELPERS  := $(patsubst t/helpers/%.c,$(B)/t/helpers/%,$(wildcard t/helpers/*.c))
 FUZZ     := $(patsubst t/fuzz/%.c,build/fuzz/fuzz-%,$(wildcard t/fuzz/*.c))
 
 .SECONDARY:
-.PHONY: all deps fixtures test check asan test-asan fuzz install clean demo bench
+.PHONY: all deps fixtures test check asan test-asan fuzz install clean demo bench share-trees emit-trees
 all: $(PROGS) $(UNITS) $(HELPERS)
 
 $(B)/%.o: %.c $(wildcard lib/*.h cmd/*.h)
@@ -109,6 +110,28 @@ fuzz: $(FUZZ)
 build/fuzz/fuzz-%: t/fuzz/%.c $(LIB_SRC) $(wildcard lib/*.h)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(ALL_LIBS)
+
+# share/'s service trees are written by `sluice serve --emit`, never by hand:
+# after a change to lib/serve.c, `make share-trees` and commit share/ (t/8003
+# fails while they differ). The fixed defaults: the programs in $(PREFIX)/bin,
+# the model in TREES_MODEL, the state in /run/sluice, HTTP on 127.0.0.1:8080,
+# metrics on 127.0.0.1:9464, the engines' threads their own (all CPUs).
+# emit-trees SLUICE=PROGRAM TREES_DIR=DIR writes them with a given sluice into
+# another directory (t/8003 compares the two).
+TREES_DIR   ?= share
+TREES_MODEL  = /var/lib/sluice/model.gguf
+TREES_QUEUE  = redis://127.0.0.1:6379/sluice:jobs
+TREES_EMIT   = "$(SLUICE)" serve --device cpu --bin $(PREFIX)/bin -m $(TREES_MODEL)
+share-trees: $(BIN)/sluice
+	@$(MAKE) --no-print-directory emit-trees SLUICE=$(abspath $(BIN))/sluice
+emit-trees:
+	@test -x "$(SLUICE)" || { echo "emit-trees: give SLUICE=the sluice program" >&2; exit 2; }
+	cd $(TREES_DIR) && rm -rf s6 supervisord systemd redis-pool && \
+	$(TREES_EMIT) --emit s6 s6 && \
+	$(TREES_EMIT) --emit supervisord supervisord && \
+	$(TREES_EMIT) --emit systemd systemd && \
+	$(TREES_EMIT) --queue $(TREES_QUEUE) --engines 2 --emit supervisord redis-pool && \
+	$(TREES_EMIT) --queue $(TREES_QUEUE) --engines 2 --emit s6 redis-pool/s6
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \

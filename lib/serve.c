@@ -151,8 +151,10 @@ tree_build(tree *t, const serve_opts *o, const char *engine, const char *state, 
 			arg(v, "%s", o->queue);
 		else
 			arg(v, "unix:%s/engine%d.sock", state, i);
-		arg(v, "-t");
-		arg(v, "%d", o->threads);
+		if (o->threads) {   /* 0: --emit without -t, the engine's own default */
+			arg(v, "-t");
+			arg(v, "%d", o->threads);
+		}
 	}
 	t->front = t->n;
 	if (o->engines > 1 && !o->queue) {
@@ -246,25 +248,30 @@ engine_prog(const serve_opts *o)
 
 /* ---- --emit ------------------------------------------------------------ */
 
-/* a command line as one shell-safe line (single quotes where needed) */
+/* one word, shell-safe (single quotes where needed) */
+static void
+put_word(FILE *f, const char *a)
+{
+	if (a[strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@%+,")] || !*a) {
+		fputc('\'', f);
+		for (; *a; a++)
+			if (*a == '\'')
+				fputs("'\\''", f);
+			else
+				fputc(*a, f);
+		fputc('\'', f);
+	} else {
+		fputs(a, f);
+	}
+}
+
+/* a command line as one shell-safe line */
 static void
 put_cmd(FILE *f, const svc *v)
 {
 	for (int k = 0; v->argv[k]; k++) {
-		const char *a = v->argv[k];
 		fputs(k ? " " : "", f);
-		if (a[strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@%+,")]
-		    || !*a) {
-			fputc('\'', f);
-			for (; *a; a++)
-				if (*a == '\'')
-					fputs("'\\''", f);
-				else
-					fputc(*a, f);
-			fputc('\'', f);
-		} else {
-			fputs(a, f);
-		}
+		put_word(f, v->argv[k]);
 	}
 }
 
@@ -328,10 +335,12 @@ emit_s6(const tree *t, const serve_opts *o, const char *dir, const char *state)
 		const svc *v = &t->s[i];
 		pathf(sub, "%s/sluice-%s", dir, v->name);
 		pathf(dep, "%s/dependencies.d", sub);
-		mkdir_p(dep);
+		mkdir_p(sub);
 		f = create(sub, "run", 0755);
 		fprintf(f, "#!/bin/sh\n# sluice: %s (%s). Written by sluice serve --emit s6.\n", v->name, desc(v->name));
-		fprintf(f, "mkdir -p %s || exit 111\nexec 2>&1\nexec ", state);
+		fputs("mkdir -p ", f);
+		put_word(f, state);
+		fputs(" || exit 111\nexec 2>&1\nexec ", f);
 		put_cmd(f, v);
 		fputc('\n', f);
 		done(f, sub, "run");
@@ -351,6 +360,7 @@ emit_s6(const tree *t, const serve_opts *o, const char *dir, const char *state)
 			if (!on)
 				continue;
 			snprintf(name, sizeof name, "sluice-%s", t->s[k].name);
+			mkdir_p(dep);   /* only where there is one: an empty one is not kept by git */
 			done(create(dep, name, 0644), dep, name);
 		}
 	}
@@ -377,11 +387,11 @@ emit_supervisord(const tree *t, const serve_opts *o, const char *dir, const char
 		int engine = i < t->front;
 		fprintf(f, "; %s\n[program:sluice-%s]\ncommand=", desc(v->name), v->name);
 		put_cmd(f, v);
-		fprintf(f, "\npriority=%d\nautostart=true\nautorestart=true\n"
-			"; an engine maps and checks its model before it listens\nstartsecs=%d\nstartretries=10\n"
+		fprintf(f, "\npriority=%d\nautostart=true\nautorestart=true\n%sstartsecs=%d\nstartretries=10\n"
 			"stopsignal=TERM\n; the drain, and then some\nstopwaitsecs=%d\nstopasgroup=true\nkillasgroup=true\n"
 			"redirect_stderr=true\nstdout_logfile=%s/%%(program_name)s.log\nstdout_logfile_maxbytes=10MB\n\n",
-			engine ? 10 : i == t->front ? 20 : i == t->gateway ? 30 : 40, engine ? 3 : 1,
+			engine ? 10 : i == t->front ? 20 : i == t->gateway ? 30 : 40,
+			engine ? "; an engine maps and checks its model before it listens\n" : "", engine ? 3 : 1,
 			(int)o->drain_timeout + 10, state);
 	}
 	fprintf(f, "[group:sluice]\nprograms=");
@@ -932,7 +942,9 @@ serve_main(int argc, char **argv)
 	if (access(o.model, R_OK) < 0 && !o.emit)
 		die_x(EXIT_SYS, "unable to read the model %s: %s%s", o.model, strerror(errno),
 		      errno == ENOENT ? " (sluice model fetch gets the default one)" : "");
-	if (!o.threads) {
+	/* the threads: this machine's CPUs shared by the engines; an emitted
+	 * tree runs elsewhere, so without -t its engines choose (all of theirs) */
+	if (!o.threads && !o.emit) {
 		cpus = sysconf(_SC_NPROCESSORS_ONLN);
 		o.threads = cpus > o.engines ? (int)(cpus / o.engines) : 1;
 	}

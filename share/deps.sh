@@ -1,7 +1,10 @@
 #!/bin/sh
 # deps: installs what a fresh Debian 12 machine lacks to build and test sluice,
 # with apt-get, as root or through sudo; prints nothing when all is there.
-# It starts no service (the tests run their own redis-server on free ports).
+# It starts no service itself; on a machine with an init, apt-get may start
+# Debian's own redis-server and supervisor services, which the tests do not
+# use (they run their own redis-server on free ports, and their own s6-svscan
+# and supervisord on the trees they write).
 #   sh share/deps.sh
 # Exit status: 0 ok, 111 unable to install.
 set -eu
@@ -9,10 +12,11 @@ set -eu
 prog=deps
 
 # Debian packages: the compilers, the libraries the Makefile links, and the
-# programs the tests run.
+# programs the tests run (s6, supervisor and systemd's systemd-analyze and
+# systemd-socket-activate for the service trees of share/, t/8003).
 DEB="build-essential clang pkg-config libmsgpack-dev libhiredis-dev libpipeline-dev
 libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libopenblas-dev bats redis-server gnuplot-nox iproute2
-python3 python3-pip"
+python3 python3-pip curl s6 supervisor systemd"
 
 # ---------------------------------------------------------------- Debian
 

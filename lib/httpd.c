@@ -111,8 +111,8 @@ httpd_start(httpd *h, io_loop *l, const char *ep, unsigned flags, MHD_AccessHand
 	if ((h->fd = httpd_listen(ep, why, sizeof why)) < 0)
 		goto fail;
 	h->d = MHD_start_daemon(flags | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, cb, cls,
+				MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,   /* first: it then hears the rest */
 				MHD_OPTION_LISTEN_SOCKET, h->fd,
-				MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,
 				MHD_OPTION_ARRAY, opts ? opts : none,
 				MHD_OPTION_END);
 	if (!h->d) {

@@ -454,6 +454,16 @@ emit(const serve_opts *o, const char *engine)
 	const char *state = o->state ? o->state : "/run/sluice";
 	const char *ml = o->metrics && strcmp(o->metrics, "none") ? o->metrics : NULL;
 
+	/* systemd and supervisord give % a meaning of their own (specifiers,
+	 * Python's % expansion) and quote unlike sh: a path that needs either
+	 * is refused rather than written wrong */
+	if (strcmp(kind, "s6")) {
+		const char *words[] = { o->model, o->bin, state, o->keys, o->name, o->queue };
+		for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+			if (words[i] && words[i][strcspn(words[i], "%'\" \t\n\\")])
+				die_x(EXIT_USAGE, "--emit %s: %s: a %% sign, a quote, a backslash or white space "
+				      "would be read otherwise there; use a path without", kind, words[i]);
+	}
 	mkdir_p(dir);
 	if (!strcmp(kind, "s6")) {
 		tree_build(&t, o, engine, state, 3, o->listen, ml);
@@ -936,8 +946,15 @@ serve_main(int argc, char **argv)
 		if (!(model = fetch_model_path()))
 			die_x(EXIT_SYS, "no model: give -m, or run sluice model fetch");
 		o.model = model;
-	} else if (o.model[0] != '/' && (model = realpath(o.model, NULL))) {
-		o.model = model;   /* the daemons may run elsewhere (s6, systemd) */
+	} else if (o.model[0] != '/') {
+		/* the daemons may run elsewhere (s6, systemd): an absolute path,
+		 * even to a file that is not there yet (--emit) */
+		char cwd[PATH_MAX];
+		if (!(model = realpath(o.model, NULL))) {
+			if (!getcwd(cwd, sizeof cwd) || asprintf(&model, "%s/%s", cwd, o.model) < 0)
+				die_sys("unable to find the current directory");
+		}
+		o.model = model;
 	}
 	if (access(o.model, R_OK) < 0 && !o.emit)
 		die_x(EXIT_SYS, "unable to read the model %s: %s%s", o.model, strerror(errno),

@@ -933,6 +933,8 @@ serve_main(int argc, char **argv)
 		die_x(EXIT_USAGE, "--queue %s: want redis://HOST:PORT/STREAM", o.queue);
 	if (o.ready_fd >= 0 && fcntl(o.ready_fd, F_GETFD) < 0)
 		die_x(EXIT_USAGE, "-d %d: not an open descriptor", o.ready_fd);
+	if (o.ready_fd >= 0)
+		fcntl(o.ready_fd, F_SETFD, FD_CLOEXEC);   /* serve's alone: no child holds it open */
 	/* the programs: beside this sluice, unless --bin says where */
 	if (!o.bin) {
 		if ((n = readlink("/proc/self/exe", exe, sizeof exe - 1)) < 0)

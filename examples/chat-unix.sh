@@ -17,9 +17,11 @@ fi
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/sluice-chat.XXXXXX")
 pids=
-cleanup() { # on any exit: stop whatever still runs, remove the sockets
-	for p in $pids; do kill "$p" 2>/dev/null || true; done
-	for p in $pids; do wait "$p" 2>/dev/null || true; done
+cleanup() { # on any exit: SIGTERM (a drain) to each daemon, newest first
+	for p in $pids; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
 	rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -32,7 +34,7 @@ start() {
 	name=$1
 	shift
 	"$@" -d 3 3>"$dir/$name.ready" &
-	pids="$pids $!"
+	pids="$! $pids"
 	read -r _ <"$dir/$name.ready" || { echo "$name did not start" >&2; exit 1; }
 }
 

@@ -13,7 +13,7 @@ if [ -z "${MODEL:-}" ]; then
 fi
 port=${PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 
-dir=$(mktemp -d "${TMPDIR:-/tmp}/sluice-serve.XXXXXX")
+dir=$(mktemp -d "${TMPDIR:-/tmp}/sluice-openai.XXXXXX")
 serve=
 cleanup() {
 	exec 5<&-

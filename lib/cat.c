@@ -55,7 +55,8 @@ typedef struct cat {
 	int watching;          /* stdin is in the loop's poll */
 	int redis;
 	idtab pend;            /* ids in flight */
-	size_t npend;          /* requests in flight (the sum of the counts) */
+	size_t npend;          /* requests in flight (the sum of the counts, and nops) */
+	size_t nops;           /* queries ({"op": ...}) without an id, unanswered */
 } cat;
 
 /* ---- stdout ------------------------------------------------------------------- */
@@ -150,6 +151,10 @@ on_input(const msg *m, void *ud)
 		return;
 	if (msg_str(m, "id", &id, &n) == 1)
 		pend_add(c, id, n);
+	else if (msg_get(m, "op")) {   /* a query such as {"op": "stats"}: one answer */
+		c->nops++;
+		c->npend++;
+	}
 }
 
 static void
@@ -206,8 +211,16 @@ on_reply(io_loop *l, io_conn *conn, const msg *m, void *ud)
 
 	(void)l, (void)conn;
 	out_msg(c, m);
-	if (msg_get(m, "finish") && msg_str(m, "id", &id, &n) == 1)
+	/* a request ends with its event carrying finish, a query with its answer
+	 * (the op again, or an error event when the op is unknown) */
+	if (!msg_get(m, "finish") && !msg_get(m, "op"))
+		return;
+	if (msg_str(m, "id", &id, &n) == 1)
 		pend_done(c, id, n);
+	else if (c->nops) {
+		c->nops--;
+		c->npend--;
+	}
 }
 
 static void

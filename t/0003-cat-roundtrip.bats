@@ -222,3 +222,28 @@ start_echo() {
 	no_crash
 	[ "$status" -eq 111 ]
 }
+
+@test "cat -u: a query ({\"op\":\"stats\"}, with an id or without) waits for its answer" {
+	scratch
+	sluice model synth --dim 64 --layers 1 --heads 2 --kv-heads 1 --ff 128 --ctx 64 -o "$T/m.gguf" >/dev/null
+	infer-cpu -m "$T/m.gguf" -q -l "unix:$T/e.sock" -d 3 3>"$T/ready" &
+	pid=$!
+	ready "$T/ready"
+	for i in $(seq 20); do
+		run sluice cat -u "unix:$T/e.sock" -t 5000 <<<'{"op":"stats"}'
+		[ "$status" -eq 0 ] && [[ "$output" == '{"op":"stats","stats":{"program":"infer-cpu",'* ]] ||
+			{ echo "try $i: status $status: $output" >&2; kill "$pid"; return 1; }
+	done
+	run sluice cat -u "unix:$T/e.sock" -t 5000 <<<'{"op":"stats","id":"s1"}
+{"id":"r","tokens":[1,2],"max_tokens":2}
+{"op":"stats"}
+{"op":"nope"}'
+	kill "$pid"
+	wait "$pid"
+	[ "$status" -eq 0 ]
+	[ "$(grep -c '"op":"stats"' <<<"$output")" -eq 2 ]
+	grep -q '"id":"s1","stats":' <<<"$output"
+	grep -q '"finish":"error","error":{"code":"bad_request","message":"unknown op' <<<"$output"
+	grep -q '"id":"r"' <<<"$output"
+	[ "${#lines[@]}" -eq 4 ]
+}

@@ -60,7 +60,7 @@ fi
 # checked with `python3 -c 'import module'` and only missing ones installed.
 # Debian 12's python3 is "externally managed" (PEP 668), so pip needs
 # --break-system-packages there; --user keeps them out of /usr.
-PY="numpy=numpy gguf=gguf msgpack=msgpack prometheus_client=prometheus_client openai=openai"
+PY="numpy=numpy gguf=gguf msgpack=msgpack prometheus_client=prometheus_client openai=openai yaml=pyyaml"
 
 pymissing=
 for e in $PY; do

@@ -37,6 +37,7 @@
 #include "die.h"
 #include "fetch.h"
 #include "httpd.h"
+#include "io.h"
 #include "serve.h"
 
 #define USAGE "sluice serve [-m model] [-l tcp:host:port] [--metrics tcp:host:port|none] " \
@@ -75,15 +76,6 @@ typedef struct tree {
 	int front, gateway, metrics;   /* their indexes (the engines come first, 0..front-1);
 				        * metrics -1 with --metrics none */
 } tree;
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void
 arg(svc *v, const char *fmt, ...)
@@ -544,7 +536,7 @@ spawn(sup *s, svc *v)
 	v->pid = pid;
 	v->rpipe = p[0];
 	v->ready = v->ready_num < 0;
-	v->started = now();
+	v->started = io_now();
 	(void)s;
 }
 
@@ -594,9 +586,9 @@ reap(sup *s)
 		}
 		/* a crash while serving: again after a backoff that doubles while
 		 * it keeps crashing soon after its start */
-		v->backoff = now() - v->started >= STEADY || v->backoff <= 0 ? BACKOFF_MIN
+		v->backoff = io_now() - v->started >= STEADY || v->backoff <= 0 ? BACKOFF_MIN
 			     : v->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : v->backoff * 2;
-		v->restart_at = now() + v->backoff;
+		v->restart_at = io_now() + v->backoff;
 		v->restarts++;
 		warn_x("%s ended (%s); starting it again in %.1f s", v->name, how(st, b, sizeof b), v->backoff);
 	}
@@ -620,10 +612,10 @@ drain_step(sup *s)
 		int i = s->cur >= 0 ? drain_order(&s->t, s->cur) : -1;
 		svc *v = i >= 0 ? &s->t.s[i] : NULL;
 		if (v && v->pid) {
-			if (now() >= v->kill_at) {
+			if (io_now() >= v->kill_at) {
 				warn_x("%s still there after %.0f s: killed", v->name, s->o->drain_timeout + 10);
 				kill(v->pid, SIGKILL);
-				v->kill_at = now() + 3600;
+				v->kill_at = io_now() + 3600;
 				s->failed = 1;
 			}
 			return 0;
@@ -636,7 +628,7 @@ drain_step(sup *s)
 		v = &s->t.s[i];
 		if (v->pid) {
 			kill(v->pid, SIGTERM);
-			v->kill_at = now() + s->o->drain_timeout + 10;
+			v->kill_at = io_now() + s->o->drain_timeout + 10;
 		}
 	}
 }
@@ -737,12 +729,12 @@ supervise(const serve_opts *o, const char *engine)
 	s.phase = S_START;
 	s.cur = 0;
 	spawn(&s, &s.t.s[0]);
-	s.deadline = now() + o->start_timeout;
+	s.deadline = io_now() + o->start_timeout;
 
 	for (;;) {
 		struct pollfd pf[MAX_SVC + 1];
 		int np = 0, idx[MAX_SVC + 1];
-		double wake = -1, t = now();
+		double wake = -1, t = io_now();
 
 		/* what is due now */
 		if (s.phase == S_START) {
@@ -794,7 +786,7 @@ supervise(const serve_opts *o, const char *engine)
 				pf[np].fd = s.t.s[i].rpipe;
 				pf[np++].events = POLLIN;
 			}
-		t = now();
+		t = io_now();
 		if (poll(pf, (nfds_t)np, wake < 0 ? -1 : wake <= t ? 0 : (int)((wake - t) * 1000) + 1) < 0) {
 			if (errno == EINTR)
 				continue;

@@ -534,6 +534,7 @@ spawn(sup *s, svc *v)
 	if (p[1] >= 0)
 		close(p[1]);
 	v->pid = pid;
+	v->kill_at = 0;
 	v->rpipe = p[0];
 	v->ready = v->ready_num < 0;
 	v->started = io_now();
@@ -773,8 +774,11 @@ supervise(const serve_opts *o, const char *engine)
 		} else {
 			if (drain_step(&s))
 				break;
+			/* only those sent SIGTERM have a deadline; the rest wait
+			 * their turn (without this, poll would spin through a
+			 * long drain) */
 			for (int i = 0; i < s.t.n; i++)
-				if (s.t.s[i].pid && (wake < 0 || s.t.s[i].kill_at < wake))
+				if (s.t.s[i].pid && s.t.s[i].kill_at > 0 && (wake < 0 || s.t.s[i].kill_at < wake))
 					wake = s.t.s[i].kill_at;
 		}
 

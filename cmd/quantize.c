@@ -19,21 +19,19 @@ static int
 evaluate(const char *in, const char *out, const char *text, uint32_t ctx, int threads)
 {
 	const char *path[2] = { in, out };
-	double ppl[2], nll;
-	size_t ntok, scored;
+	ppl_result r[2];
 	char err[512];
 	int i;
 
 	for (i = 0; i < 2; i++) {
-		if (ppl_file(path[i], &cpu_backend, threads, text, ctx, &ppl[i], &nll, &ntok, &scored, err,
-			     sizeof err) < 0)
+		if (ppl_file(path[i], &cpu_backend, threads, text, ctx, PPL_HALF, &r[i], err, sizeof err) < 0)
 			die_x(EXIT_SYS, "unable to evaluate: %s", err);
-		if (!scored)
+		if (!r[i].scored)
 			die_x(EXIT_NO, "unable to evaluate: %s has %zu tokens, fewer than one chunk of %u",
-			      text, ntok, ctx);
+			      text, r[i].tokens, ctx);
 	}
 	printf("perplexity before %.4f after %.4f change %+.2f%% (%zu tokens scored, ctx %u)\n",
-	       ppl[0], ppl[1], (ppl[1] / ppl[0] - 1) * 100, scored, ctx);
+	       r[0].ppl, r[1].ppl, (r[1].ppl / r[0].ppl - 1) * 100, r[1].scored, ctx);
 	return 0;
 }
 

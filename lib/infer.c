@@ -28,7 +28,7 @@
 	"[--max-tokens N] [--temperature F] [--no-prefix-cache] [--text] [--chat-template NAME] " \
 	"[--max-connections N] [--backlog N] [--read-timeout S] [--max-partial BYTES] " \
 	"[--write-buffer BYTES] [--write-timeout S] [-d fd] [-q] " \
-	"| infer-cpu [-m model] [-t threads] --perplexity FILE [--ppl-ctx N]"
+	"| infer-cpu [-m model] [-t threads] --perplexity FILE [--ppl-ctx N] [--ppl-score half|all]"
 
 /* ------------------------------------------------------------- state */
 
@@ -435,17 +435,17 @@ open_model(model *m, const char *path, const backend *be)
 
 /* infer-cpu --perplexity FILE */
 static int
-perplexity(const char *model_path, const backend *be, int threads, const char *text, uint32_t ctx)
+perplexity(const char *model_path, const backend *be, int threads, const char *text, uint32_t ctx, int score)
 {
-	size_t ntok, scored;
-	double ppl, nll;
+	ppl_result r;
 	char err[512];
 
-	if (ppl_file(model_path, be, threads, text, ctx, &ppl, &nll, &ntok, &scored, err, sizeof err) < 0)
+	if (ppl_file(model_path, be, threads, text, ctx, score, &r, err, sizeof err) < 0)
 		die_x(EXIT_SYS, "%s", err);
-	if (!scored)
-		die_x(EXIT_NO, "%s has %zu tokens, fewer than one chunk of %u", text, ntok, ctx);
-	printf("perplexity %.4f tokens %zu scored %zu ctx %u nll %.6f\n", ppl, ntok, scored, ctx, nll);
+	if (!r.scored)
+		die_x(EXIT_NO, "%s has %zu tokens, fewer than one chunk of %u", text, r.tokens, ctx);
+	printf("perplexity %.4f +/- %.5f tokens %zu scored %zu ctx %u nll %.6f score %s\n", r.ppl, r.err,
+	       r.tokens, r.scored, ctx, r.nll_sum, score == PPL_HALF ? "half" : "all");
 	return 0;
 }
 
@@ -473,6 +473,7 @@ infer_main(int argc, char **argv, const backend *be)
 		{ "chat-template", required_argument, 0, 'c' },
 		{ "perplexity", required_argument, 0, 'p' },
 		{ "ppl-ctx", required_argument, 0, 'X' },
+		{ "ppl-score", required_argument, 0, 'X' + 256 },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -484,6 +485,7 @@ infer_main(int argc, char **argv, const backend *be)
 	int quiet = 0, lowered, rc, c;
 	daemon_cfg cfg = DAEMON_CFG_ZERO;
 	uint32_t ppl_ctx = 512;
+	int ppl_score = PPL_HALF;
 	char err[512], types[256];
 	io_handler h = { on_open, on_msg, on_bad, on_close, on_eof, on_broken };
 	io_limits lim = { 1024, 30000, (size_t)64 << 20, 0 };
@@ -535,6 +537,11 @@ infer_main(int argc, char **argv, const backend *be)
 			break;
 		case 'p': ppl_text = optarg; break;
 		case 'X': ppl_ctx = parse_u32(optarg, 2, 1u << 20); break;
+		case 'X' + 256:
+			if (strcmp(optarg, "half") && strcmp(optarg, "all"))
+				die_x(EXIT_USAGE, "--ppl-score %s: want half or all", optarg);
+			ppl_score = strcmp(optarg, "half") ? PPL_ALL : PPL_HALF;
+			break;
 		case 'h':
 			printf("usage: %s\n", USAGE);
 			return 0;
@@ -552,7 +559,7 @@ infer_main(int argc, char **argv, const backend *be)
 	open_model(&d->m, model_path, be);
 	if (ppl_text) {
 		model_close(&d->m);
-		return perplexity(model_path, be, eo.threads, ppl_text, ppl_ctx);
+		return perplexity(model_path, be, eo.threads, ppl_text, ppl_ctx, ppl_score);
 	}
 
 	/* the engine, and its summary */

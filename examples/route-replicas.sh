@@ -45,6 +45,17 @@ start e2 infer-cpu -m "$MODEL" -t 1 -q -l "unix:$dir/e2.sock"
 start route route -m "$MODEL" --policy prefix -q -l "unix:$dir/route.sock" \
 	-u "unix:$dir/e1.sock" -u "unix:$dir/e2.sock"
 
+# route is ready once it listens; each replica is up once it has answered
+# route's stats query. Wait for both (10 s at most), or the first requests
+# would all go to the one that answered first
+i=0
+until echo '{"op":"stats"}' | sluice cat -u "unix:$dir/route.sock" |
+	python3 -c 'import json, sys; sys.exit(not all(r["up"] for r in json.load(sys.stdin)["stats"]["replicas"]))'; do
+	i=$((i + 1))
+	[ "$i" -lt 100 ] || { echo "the replicas did not come up" >&2; exit 1; }
+	sleep 0.1
+done
+
 # eight chats, alternating between two system prompts
 rail="You are the help desk of a railway company. Answer questions about timetables, tickets and platforms in one short sentence."
 math="You are a patient mathematics tutor for children. Explain each step slowly and use small whole numbers in your examples."

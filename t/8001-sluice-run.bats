@@ -217,3 +217,14 @@ assert any(e.get("id") == "c" and "no prompt" in e["error"]["message"] for e in 
 assert any(e.get("id") == 7 and "must be a string" in e["error"]["message"] for e in bad), bad
 PY
 }
+
+@test "man/man1/sluice-run.1 describes every option sluice run -h lists" {
+	run sluice run -h
+	[ "$status" -eq 0 ]
+	opts=$(echo "$output" | grep -oE -- '--?[a-z][a-z-]*' | sort -u)
+	[ -n "$opts" ]
+	for o in $opts; do
+		grep -qF -- "$(echo "$o" | sed 's/-/\\-/g')" "$SLUICE_ROOT/man/man1/sluice-run.1" ||
+			{ echo "sluice-run(1) does not mention $o"; false; }
+	done
+}

@@ -248,3 +248,14 @@ print(routed)' "$T/prom"
 	[ "$status" -eq 100 ]
 	[[ "$output" == *"no infer-gpu program"* ]]
 }
+
+@test "man/man1/sluice-serve.1 describes every option sluice serve -h lists" {
+	run sluice serve -h
+	[ "$status" -eq 0 ]
+	opts=$(echo "$output" | grep -oE -- '--?[a-z][a-z-]*' | sort -u)
+	[ -n "$opts" ]
+	for o in $opts; do
+		grep -qF -- "$(echo "$o" | sed 's/-/\\-/g')" "$SLUICE_ROOT/man/man1/sluice-serve.1" ||
+			{ echo "sluice-serve(1) does not mention $o"; false; }
+	done
+}

@@ -482,7 +482,7 @@ engine_add(engine *e, void *owner, const msg *m, uint64_t order)
 		finish(e, r, "length", 0);
 		return 0;
 	}
-	r->seq = sched_add(e->s, r, ids, n, r->max_new, prio, 0);
+	r->seq = sched_add(e->s, r, ids, n, r->max_new, prio, SCHED_LAST);
 	sched_set_order(e->s, r->seq, order);
 	r->seq->paused = e->ev.backlogged(e->ud, owner);
 	return 1;

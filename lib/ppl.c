@@ -90,7 +90,7 @@ ppl_tokens(const model *m, const backend *be, int threads, const uint32_t *ids, 
 				chunk[(size_t)next * ctx] = (uint32_t)bos;
 				c = chunk + (size_t)next * ctx;
 			}
-			sched_add(s, (void *)(uintptr_t)next, c, ctx, 0, 0, 1);
+			sched_add(s, (void *)(uintptr_t)next, c, ctx, 0, 0, first);   /* no logits before first */
 			next++;
 		}
 		if (!(b = sched_step(s)))
@@ -110,8 +110,8 @@ ppl_tokens(const model *m, const backend *be, int threads, const uint32_t *ids, 
 				double mx = -INFINITY, sum = 0, v;
 				uint32_t t;
 
-				if (pos < first || pos + 1 >= ctx)
-					continue;
+				if (pos + 1 >= ctx)
+					continue;   /* the last position predicts nothing here */
 				for (t = 0; t < m->n_vocab; t++)
 					if (l[t] > mx)
 						mx = l[t];

@@ -121,7 +121,7 @@ sched_kv(sched *s)
 
 sched_seq *
 sched_add(sched *s, void *ud, const uint32_t *tokens, uint32_t n, uint32_t max_new,
-	  int64_t priority, int all_logits)
+	  int64_t priority, uint32_t logits_from)
 {
 	sched_seq *q;
 
@@ -136,7 +136,7 @@ sched_add(sched *s, void *ud, const uint32_t *tokens, uint32_t n, uint32_t max_n
 	memcpy(q->tokens, tokens, (size_t)n * sizeof *tokens);
 	q->n_tokens = q->n_prompt = n;
 	q->max_new = max_new;
-	q->all_logits = all_logits;
+	q->logits_from = logits_from;
 	q->out = UINT32_MAX;
 	q->state = SCHED_WAITING;
 	list_insert(&s->wait, q);
@@ -226,7 +226,12 @@ add_part(sched *s, sched_seq *q, uint32_t chunk, uint32_t *out_left)
 	pt->pos = q->n_done;
 	pt->n = chunk;
 	pt->first = b->n_tokens;
-	pt->n_logits = q->all_logits ? chunk : last ? 1 : 0;
+	if (q->logits_from != SCHED_LAST) {   /* the chunk's tokens from logits_from on: a tail */
+		uint32_t from = q->logits_from > q->n_done ? q->logits_from : q->n_done;
+		pt->n_logits = q->n_done + chunk > from ? q->n_done + chunk - from : 0;
+	} else {
+		pt->n_logits = last ? 1 : 0;
+	}
 	pt->out = b->n_out;
 	q->out = pt->n_logits ? b->n_out : UINT32_MAX;
 	q->n_out = pt->n_logits;
@@ -245,9 +250,12 @@ chunk_for(const sched *s, const sched_seq *q, uint32_t budget, uint32_t out_left
 	uint32_t need = q->n_tokens - q->n_done, c = need < budget ? need : budget;
 
 	(void)s;
-	if (q->all_logits && c > out_left)
-		c = out_left;
-	else if (!q->all_logits && c == need && out_left == 0)
+	if (q->logits_from != SCHED_LAST) {
+		/* the tokens before logits_from need no row */
+		uint32_t unscored = q->logits_from > q->n_done ? q->logits_from - q->n_done : 0;
+		if (c > unscored + out_left)
+			c = unscored + out_left;
+	} else if (c == need && out_left == 0)
 		c = need > 1 ? need - 1 : 0;   /* all but the last: its logits have no row left */
 	return c;
 }

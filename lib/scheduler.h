@@ -59,7 +59,8 @@ typedef struct sched_seq {
 	uint32_t max_new;       /* generation limit */
 	uint32_t cached;        /* prompt tokens found in the prefix cache at first admission */
 	int admitted_once;
-	int all_logits;         /* scoring: logits of every prompt token */
+	uint32_t logits_from;   /* scoring: logits of every prompt token from this
+				 * position on; SCHED_LAST: only the last token's */
 	int state;              /* SCHED_* */
 	int preempted;          /* times it lost its blocks */
 	int paused;             /* set by the caller: not run nor admitted until cleared
@@ -78,9 +79,12 @@ void sched_free(sched *s);
 kv_pool *sched_kv(sched *s);
 
 /* Queues a request: tokens copied; NULL when n is 0 or longer than
- * max_ctx - 1 (the caller answers too_long). */
+ * max_ctx - 1 (the caller answers too_long). logits_from: SCHED_LAST for
+ * generation (the last token's logits), else a scoring pass that wants the
+ * logits of every prompt token at that position or later. */
+#define SCHED_LAST UINT32_MAX
 sched_seq *sched_add(sched *s, void *ud, const uint32_t *tokens, uint32_t n,
-		     uint32_t max_new, int64_t priority, int all_logits);
+		     uint32_t max_new, int64_t priority, uint32_t logits_from);
 /* Places a waiting sequence by another order than arrival (fair queueing
  * across clients); within one priority, lower order runs first. */
 void sched_set_order(sched *s, sched_seq *q, uint64_t order);

@@ -804,7 +804,7 @@ const char *
 cpu_describe(cpu *c)
 {
 	snprintf(c->desc, sizeof c->desc, "%d thread%s, %s", c->nth, c->nth == 1 ? "" : "s",
-		 dot_simd() ? "AVX2" : "scalar");
+		 dot_isa_name(dot_isa()));
 	return c->desc;
 }
 
@@ -846,6 +846,19 @@ static void *
 be_open(const model *m, uint32_t n_blocks, uint32_t bs, uint32_t max_tokens, uint32_t max_out,
 	uint32_t max_ctx, int threads, char *err, size_t errlen)
 {
+	const char *e = getenv("SLUICE_ISA");
+
+	/* SLUICE_ISA names a kernel path; one this CPU lacks is an error,
+	 * not a quiet fallback, so a benchmark measures what it says */
+	if (e && dot_isa_parse(e) < 0) {
+		seterr(err, errlen, "SLUICE_ISA=%s: not scalar, avx2 or avx512", e);
+		return 0;
+	}
+	if (e && dot_set_isa(dot_isa_parse(e)) < 0) {
+		seterr(err, errlen, "SLUICE_ISA=%s: this CPU lacks %s (it runs %s at best)", e,
+		       dot_isa_name(dot_isa_parse(e)), dot_isa_name(dot_isa_max()));
+		return 0;
+	}
 	/* any SLUICE_SCALAR in the environment, even "0": the scalar kernels */
 	if (getenv("SLUICE_SCALAR"))
 		dot_force_scalar(1);

@@ -105,41 +105,97 @@ code8(float r)
 
 /* ------------------------------------------------------------ dispatch state */
 
-static int cpu_simd = -1;       /* -1 unknown, 0/1 from cpuid and the env */
-static int forced_scalar;
+static int isa_max = -1;        /* the best path this CPU runs, from cpuid */
+static int isa_default = -1;    /* isa_max, or what SLUICE_ISA / SLUICE_SCALAR ask */
+static int isa_cur = -1;        /* what dot_set_isa chose; -1 the default */
 
 static int
-probe_simd(void)
+probe_isa(void)
 {
-	const char *e = getenv("SLUICE_SCALAR");
-
-	if (e && *e && strcmp(e, "0") != 0)
-		return 0;
 	unsigned a, b, c, d;
 
 	/* f16c through cpuid: clang's __builtin_cpu_supports lacks it */
 	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_F16C))
-		return 0;
+		return DOT_SCALAR;
 	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+	if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+		return DOT_SCALAR;
+	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+	    && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+		return DOT_AVX512;
+	return DOT_AVX2;
+}
+
+static void
+isa_init(void)
+{
+	const char *e;
+	int m, def;
+
+	if (__atomic_load_n(&isa_default, __ATOMIC_ACQUIRE) >= 0)
+		return;
+	m = probe_isa();
+	def = m;
+	if ((e = getenv("SLUICE_ISA")) && dot_isa_parse(e) >= 0 && dot_isa_parse(e) <= m)
+		def = dot_isa_parse(e);
+	if ((e = getenv("SLUICE_SCALAR")) && *e && strcmp(e, "0") != 0)
+		def = DOT_SCALAR;
+	__atomic_store_n(&isa_max, m, __ATOMIC_RELAXED);
+	__atomic_store_n(&isa_default, def, __ATOMIC_RELEASE);
+}
+
+int
+dot_isa_parse(const char *s)
+{
+	static const char *const names[] = {"scalar", "avx2", "avx512"};
+
+	for (int i = 0; s && i < 3; i++)
+		if (strcmp(s, names[i]) == 0)
+			return i;
+	return -1;
+}
+
+const char *
+dot_isa_name(int isa)
+{
+	return isa == DOT_AVX512 ? "AVX-512" : isa == DOT_AVX2 ? "AVX2" : "scalar";
+}
+
+int
+dot_isa_max(void)
+{
+	isa_init();
+	return __atomic_load_n(&isa_max, __ATOMIC_RELAXED);
+}
+
+int
+dot_isa(void)
+{
+	int c = __atomic_load_n(&isa_cur, __ATOMIC_RELAXED);
+
+	isa_init();
+	return c >= 0 ? c : __atomic_load_n(&isa_default, __ATOMIC_RELAXED);
+}
+
+int
+dot_set_isa(int isa)
+{
+	if (isa < -1 || isa > dot_isa_max())
+		return -1;
+	__atomic_store_n(&isa_cur, isa, __ATOMIC_RELAXED);
+	return 0;
 }
 
 int
 dot_simd(void)
 {
-	int s = __atomic_load_n(&cpu_simd, __ATOMIC_RELAXED);
-
-	if (s < 0) {
-		s = probe_simd();
-		__atomic_store_n(&cpu_simd, s, __ATOMIC_RELAXED);
-	}
-	return s && !__atomic_load_n(&forced_scalar, __ATOMIC_RELAXED);
+	return dot_isa() >= DOT_AVX2;
 }
 
 void
 dot_force_scalar(int on)
 {
-	__atomic_store_n(&forced_scalar, on ? 1 : 0, __ATOMIC_RELAXED);
+	dot_set_isa(on ? DOT_SCALAR : -1);
 }
 
 /* One grow-only buffer per thread for the converted activation scales and
@@ -742,6 +798,7 @@ struct qarg {
 	const void *p2;
 	float *y;
 	size_t ldy;
+	const int32_t *bias;    /* AVX-512 only: prep_bias's array */
 };
 
 /* rw weight rows from r against nx (1..3) activation rows from b (all in
@@ -912,7 +969,7 @@ avx2_q(int t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t nblk,
 	    || !(pd = scratch_get(2 * per)))
 		return -1;
 	prep_act32(X, xs, nb, nblk, t == 1 ? PREP_S : PREP_D, pd, pd + per);
-	a = (struct qarg){W, rb, nblk, X, xs, pd, pd + per, y, ldy};
+	a = (struct qarg){W, rb, nblk, X, xs, pd, pd + per, y, ldy, NULL};
 	/* Every activation row gets the same arithmetic whatever nb is: the
 	 * decode form (8 float lanes per weight row and activation row, ggml's
 	 * order), in tiles of 2 weight rows by up to 3 activation rows that
@@ -1381,6 +1438,509 @@ avx2_float(uint32_t t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t
 	return 0;
 }
 
+/* ------------------------------------------------------------ AVX-512 kernels
+ * The AVX2 kernels' arithmetic with two weight rows (or two chunks of a
+ * super-block) in the two halves of a 512-bit register, so that every
+ * result is the AVX2 path's bits:
+ *   - each half of an accumulator is the 8-lane float accumulator the
+ *     AVX2 code keeps for its row and activation row, fed the same values
+ *     by the same operations (d * dx rounded, then one FMA a block), and
+ *     reduced by the same hsum8;
+ *   - the integer sums are the same exact integers: VNNI's vpdpbusd adds
+ *     into a lane the same four products that maddubs + madd put there.
+ *     It multiplies unsigned by signed bytes, so signed weight codes are
+ *     offset (Q8_0 by 128, Q4_0's nibbles are already 8 above their
+ *     value) and the offset times the activation's sums of four codes,
+ *     made once per activation block, starts the sum: one instruction per
+ *     32 products where AVX2 needs three or four.
+ * Needs AVX-512 F, BW, VL and VNNI (what probe_isa checks); DQ is not
+ * used. Rows left over from the 512-bit tiles go through the AVX2 ones,
+ * which give the same bits. */
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define INL5 static inline __attribute__((always_inline)) AVX512
+
+/* the two 256-bit halves of v */
+INL5 __m256
+lo8(__m512 v)
+{
+	return _mm512_castps512_ps256(v);
+}
+
+INL5 __m256
+hi8(__m512 v)
+{
+	return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
+
+/* a in the low half, b in the high */
+INL5 __m512i
+join(__m256i a, __m256i b)
+{
+	return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+}
+
+/* 8 floats in both halves */
+INL5 __m512
+bcast8(const float *p)
+{
+	return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(p))));
+}
+
+/* 16 bytes of nibbles of two rows -> 32 codes 0..15 each (low nibbles,
+ * then high, as nib32), row w0 in the low half */
+INL5 __m512i
+nib32x2(const uint8_t *w0, const uint8_t *w1)
+{
+	__m256i v = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)w1),
+				     _mm_loadu_si128((const __m128i *)w0));
+	__m512i z = join(v, _mm256_srli_epi16(v, 4));   /* A B A>>4 B>>4 */
+
+	return _mm512_and_si512(_mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0)),
+				_mm512_set1_epi8(15));
+}
+
+/* The activation side of the offset: for each block, -z times the sums of
+ * its four-code groups (8 int32 lanes), z = 128 for Q8_0 weights, 8 for
+ * Q4_0; laid out as the scales, 8 lanes per entry. */
+static AVX2 void
+prep_bias(const uint8_t *X, size_t xs, size_t nb, size_t nblk, int z, int32_t *bias)
+{
+	for (size_t o = 0; o < (nb + 7) / 8; o++)
+		for (size_t k = 0; k < 8; k++) {
+			size_t b = o * 8 + k;
+			const uint8_t *x = X + b * xs + 2;
+
+			for (size_t i = 0; i < nblk; i++, x += Q8_0_B) {
+				__m256i s = b < nb ? pairs32(_mm256_maddubs_epi16(_mm256_set1_epi8(1), ld256(x)))
+						   : _mm256_setzero_si256();
+
+				_mm256_storeu_si256((__m256i *)(bias + ((o * nblk + i) * 8 + k) * 8),
+						    _mm256_mullo_epi32(s, _mm256_set1_epi32(-z)));
+			}
+		}
+}
+
+/* 2*np weight rows from r against nx activation rows from b (all in one
+ * octet): q_rows' and q_tile's sums, two rows a register */
+INL5 void
+q5_tile(const struct qarg *a, int t, int np, int nx, size_t r, size_t b)
+{
+	const int wb = t == 1 ? Q4_1_B : t == 0 ? Q4_0_B : Q8_0_B, wo = t == 1 ? 4 : 2;
+	const int xb = t == 1 ? Q8_1_B : Q8_0_B, xo = t == 1 ? 4 : 2;
+	const uint8_t *w = a->W + r * a->rb, *x = a->X + b * a->xs + xo;
+	const size_t rb = a->rb, xs = a->xs, off = b / 8 * a->nblk * 8 + b % 8;
+	const float *pd = a->pd + off, *ps = (const float *)a->p2 + off;
+	const int32_t *bs = a->bias + off * 8;
+	const __mmask8 mk = (__mmask8)((1u << nx) - 1);
+	__m512 acc[4][8];
+	__m256 accm[8];
+
+#pragma GCC unroll 4
+	for (int p = 0; p < np; p++) {
+#pragma GCC unroll 8
+		for (int k = 0; k < nx; k++)
+			acc[p][k] = _mm512_setzero_ps();
+		accm[2 * p] = accm[2 * p + 1] = _mm256_setzero_ps();
+	}
+	for (size_t i = 0; i < a->nblk; i++, w += wb, x += xb, pd += 8, ps += 8, bs += 64) {
+		__m512i q[4];
+		__m512 dw[4];
+
+		prefetch_group(w, 2 * np, rb, i, wb);
+#pragma GCC unroll 4
+		for (int p = 0; p < np; p++) {
+			const uint8_t *w0 = w + 2 * p * rb, *w1 = w0 + rb;
+
+			if (t == 2)
+				q[p] = _mm512_xor_si512(join(ld256(w0 + wo), ld256(w1 + wo)),
+							_mm512_set1_epi8((char)0x80));
+			else
+				q[p] = nib32x2(w0 + wo, w1 + wo);
+			if (t == 1 && nx == 1) {
+				/* (d0, m0, d1, m1): d for the products, m * s added
+				 * into lanes 1 and 3 as q_rows adds its pr */
+				uint32_t h0, h1;
+
+				memcpy(&h0, w0, 4);
+				memcpy(&h1, w1, 4);
+				__m128 dm = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)h1 << 32 | h0)));
+
+				dw[p] = _mm512_permutexvar_ps(_mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2,
+									       0, 0, 0, 0, 0, 0, 0, 0),
+							      _mm512_castps128_ps512(dm));
+				accm[p] = _mm256_castps128_ps256(_mm_add_ps(_mm256_castps256_ps128(accm[p]),
+					_mm_mul_ps(dm, _mm_setr_ps(0.f, ps[0], 0.f, ps[0]))));
+				continue;
+			}
+			dw[p] = _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+				_mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(rd16(w0) | rd16(w1) << 16))));
+			if (t == 1) {
+				/* the m * s of each activation row, as q_tile adds them */
+				__m256 s8 = _mm256_maskz_loadu_ps(mk, ps);
+
+				accm[2 * p] = _mm256_add_ps(accm[2 * p],
+							    _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(rd16(w0 + 2))), s8));
+				accm[2 * p + 1] = _mm256_add_ps(accm[2 * p + 1],
+								_mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(rd16(w1 + 2))), s8));
+			}
+		}
+#pragma GCC unroll 8
+		for (int k = 0; k < nx; k++) {
+			__m512i xv = _mm512_broadcast_i64x4(ld256(x + k * xs));
+			__m512i bi = t == 1 ? _mm512_setzero_si512() : _mm512_broadcast_i64x4(ld256(bs + 8 * k));
+			__m512 dx = _mm512_set1_ps(pd[k]);
+
+#pragma GCC unroll 4
+			for (int p = 0; p < np; p++) {
+				__m512i s = _mm512_dpbusd_epi32(bi, q[p], xv);
+
+				acc[p][k] = _mm512_fmadd_ps(_mm512_mul_ps(dw[p], dx), _mm512_cvtepi32_ps(s), acc[p][k]);
+			}
+		}
+	}
+#pragma GCC unroll 4
+	for (int p = 0; p < np; p++) {
+		float m0[8], m1[8];
+
+		if (t == 1 && nx == 1) {
+			/* lanes 1 and 3 of accm[p]: m * s of rows 2p and 2p+1 */
+			float m4[4];
+
+			_mm_storeu_ps(m4, _mm256_castps256_ps128(accm[p]));
+			m0[0] = m4[1], m1[0] = m4[3];
+		} else {
+			_mm256_storeu_ps(m0, accm[2 * p]);
+			_mm256_storeu_ps(m1, accm[2 * p + 1]);
+		}
+#pragma GCC unroll 8
+		for (int k = 0; k < nx; k++) {
+			float v0 = hsum8(lo8(acc[p][k])), v1 = hsum8(hi8(acc[p][k]));
+
+			if (t == 1)
+				v0 += m0[k], v1 += m1[k];
+			a->y[(b + k) * a->ldy + r + 2 * p] = v0;
+			a->y[(b + k) * a->ldy + r + 2 * p + 1] = v1;
+		}
+	}
+}
+
+#define Q5(t, np, nx) \
+static AVX512 void q5_##t##_##np##_##nx(const struct qarg *a, size_t r, size_t b) \
+{ q5_tile(a, t, np, nx, r, b); }
+#define Q5_ALL(t) \
+Q5(t, 4, 1) Q5(t, 2, 2) Q5(t, 2, 3) Q5(t, 2, 4) Q5(t, 2, 5) Q5(t, 2, 6) Q5(t, 2, 7) Q5(t, 2, 8) \
+static qfn *const q5_##t[9] = {0, q5_##t##_4_1, q5_##t##_2_2, q5_##t##_2_3, q5_##t##_2_4, \
+	q5_##t##_2_5, q5_##t##_2_6, q5_##t##_2_7, q5_##t##_2_8};
+Q5_ALL(0)
+Q5_ALL(1)
+Q5_ALL(2)
+Q5(0, 2, 1) Q5(1, 2, 1) Q5(2, 2, 1)
+static qfn *const q5_rows4[3] = {q5_0_2_1, q5_1_2_1, q5_2_2_1};
+
+/* weight bytes a panel of rows may take: the panel stays in L2 while
+ * every octet of activation rows goes over it */
+#define PANEL_BYTES (512 * 1024)
+
+/* t: 0 Q4_0, 1 Q4_1, 2 Q8_0 */
+static AVX512 int
+avx512_q(int t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t nblk,
+	 const uint8_t *X, size_t xs, size_t nb, float *y, size_t ldy)
+{
+	qfn *const *tiles = t == 0 ? q5_0 : t == 1 ? q5_1 : q5_2;
+	qfn *const (*rows)[2] = t == 0 ? q_rows_0 : t == 1 ? q_rows_1 : q_rows_2;
+	size_t per, panel;
+	float *pd;
+	struct qarg a;
+
+	if (__builtin_mul_overflow((nb + 7) / 8 * 8, nblk, &per) || per > SIZE_MAX / 16
+	    || !(pd = scratch_get(t == 1 ? 2 * per : per * 9)))
+		return -1;
+	prep_act32(X, xs, nb, nblk, t == 1 ? PREP_S : PREP_D, pd, pd + per);
+	a = (struct qarg){W, rb, nblk, X, xs, pd, pd + per, y, ldy, NULL};
+	if (t != 1) {
+		a.bias = (const int32_t *)(const void *)(pd + per);
+		prep_bias(X, xs, nb, nblk, t == 0 ? 8 : 128, (int32_t *)(void *)(pd + per));
+	}
+	panel = PANEL_BYTES / rb / 8 * 8;
+	panel = panel < 8 ? 8 : panel;
+	for (size_t p0 = r0; p0 < r1; p0 += panel) {
+		size_t p1 = r1 - p0 < panel ? r1 : p0 + panel;
+
+		for (size_t b = 0; b < nb;) {
+			size_t nx = 8 - b % 8, rw, r = p0;
+
+			nx = nb - b < nx ? nb - b : nx;
+			/* one activation row: 8 weight rows at once for the 4-bit
+			 * types, 4 for Q8_0 (which 8 interleaved streams slowed
+			 * from 29 to 26 GB/s) */
+			rw = nx == 1 && t != 2 ? 8 : 4;
+			for (; r + rw <= p1; r += rw)
+				(rw == 4 && nx == 1 ? q5_rows4[t] : tiles[nx])(&a, r, b);
+			/* rows left over: one at a time through AVX2, the same sums */
+			for (; r < p1; r++)
+				for (size_t k = 0; k < nx; k += 3)
+					rows[nx - k < 3 ? nx - k : 3][0](&a, r, b + k);
+			b += nx;
+		}
+	}
+	return 0;
+}
+
+/* ---- Q4_K, Q6_K */
+
+/* one super-block of a weight row in 512-bit pairs of chunks: codes of
+ * chunks 2p (low half) and 2p+1, their int16 scale vectors; mn, d, dmin
+ * as in struct ksb */
+struct ksb5 {
+	__m512i q[4], sc[4];
+	__m256i mn;
+	float d, dmin;
+};
+
+INL5 void
+unpack5_q4k(const uint8_t *w, struct ksb5 *u)
+{
+	uint8_t sm[16];
+	__m128i m16;
+
+	q4k_scales(w + 4, sm);
+#pragma GCC unroll 4
+	for (int p = 0; p < 4; p++) {
+		__m256i v = ld256(w + 16 + 32 * p);
+
+		u->q[p] = _mm512_and_si512(join(v, _mm256_srli_epi16(v, 4)), _mm512_set1_epi8(15));
+		u->sc[p] = join(_mm256_set1_epi16(sm[2 * p]), _mm256_set1_epi16(sm[2 * p + 1]));
+	}
+	m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm + 8)));
+	u->mn = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
+	u->d = _cvtsh_ss(rd16(w));
+	u->dmin = _cvtsh_ss(rd16(w + 2));
+}
+
+INL5 void
+unpack5_q6k(const uint8_t *w, struct ksb5 *u)
+{
+	__m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 192)));
+	const __m512i m4 = _mm512_set1_epi8(15), m2 = _mm512_set1_epi8(0x30);
+
+#pragma GCC unroll 2
+	for (int h = 0; h < 2; h++) {
+		/* l0 l1 side by side: chunks 4h, 4h+1 take their low nibbles,
+		 * 4h+2, 4h+3 their high ones */
+		__m512i l = _mm512_loadu_si512(w + 64 * h);
+		__m256i hb = ld256(w + 128 + 32 * h);
+		__m256i sh = h ? _mm256_permute2x128_si256(s16, s16, 0x11)
+			       : _mm256_permute2x128_si256(s16, s16, 0x00);
+		__m256i sc[4];
+
+		u->q[2 * h] = _mm512_or_si512(_mm512_and_si512(l, m4),
+			_mm512_and_si512(join(_mm256_slli_epi16(hb, 4), _mm256_slli_epi16(hb, 2)), m2));
+		u->q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+			_mm512_and_si512(join(hb, _mm256_srli_epi16(hb, 2)), m2));
+#pragma GCC unroll 4
+		for (int k = 0; k < 4; k++)
+			sc[k] = _mm256_shuffle_epi8(sh, _mm256_set_m128i(
+				_mm_set1_epi16((short)(0x0100 * (4 * k + 3) + 4 * k + 2)),
+				_mm_set1_epi16((short)(0x0100 * (4 * k + 1) + 4 * k))));
+		/* chunk 4h+k is at q[2h + k/2]'s half k%2 ... with the order of
+		 * unpack_q6k: 0 l0 low, 1 l1 low, 2 l0 high, 3 l1 high */
+		u->sc[2 * h] = join(sc[0], sc[1]);
+		u->sc[2 * h + 1] = join(sc[2], sc[3]);
+	}
+	u->mn = _mm256_slli_epi16(s16, 5);
+	u->d = _cvtsh_ss(rd16(w + 208));
+	u->dmin = u->d;
+}
+
+/* a weight row against nx (1..8) activation rows from b: k_rows' sums */
+INL5 void
+k5_rows(const struct kargs *a, int q6, int nx, size_t r, size_t b)
+{
+	const uint8_t *w = a->W + r * a->rb, *x = a->X + b * a->xs;
+	const size_t xs = a->xs;
+	__m256 acc[8];
+	struct ksb5 u;
+
+#pragma GCC unroll 8
+	for (int k = 0; k < nx; k++)
+		acc[k] = _mm256_setzero_ps();
+	for (size_t i = 0; i < a->nsb; i++, w += q6 ? Q6_K_B : Q4_K_B, x += Q8_K_B) {
+		if (q6)
+			unpack5_q6k(w, &u);
+		else
+			unpack5_q4k(w, &u);
+#pragma GCC unroll 8
+		for (int k = 0; k < nx; k++) {
+			const uint8_t *xb = x + k * xs;
+			__m512i s5 = _mm512_setzero_si512();
+			__m256i s, mi;
+			float dx = rdf32(xb);
+
+#pragma GCC unroll 4
+			for (int p = 0; p < 4; p++)
+				s5 = _mm512_dpwssd_epi32(s5, _mm512_maddubs_epi16(u.q[p],
+					_mm512_loadu_si512(xb + 4 + 64 * p)), u.sc[p]);
+			s = _mm256_add_epi32(_mm512_castsi512_si256(s5), _mm512_extracti64x4_epi64(s5, 1));
+			mi = _mm256_madd_epi16(ld256(xb + 260), u.mn);
+			if (q6) {
+				acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(u.d * dx),
+							 _mm256_cvtepi32_ps(_mm256_sub_epi32(s, mi)), acc[k]);
+			} else {
+				acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(u.d * dx), _mm256_cvtepi32_ps(s), acc[k]);
+				acc[k] = _mm256_fnmadd_ps(_mm256_set1_ps(u.dmin * dx), _mm256_cvtepi32_ps(mi), acc[k]);
+			}
+		}
+	}
+#pragma GCC unroll 8
+	for (int k = 0; k < nx; k++)
+		a->y[(b + k) * a->ldy + r] = hsum8(acc[k]);
+}
+
+#define K5(q6, nx) \
+static AVX512 void k5_##q6##_##nx(const struct kargs *a, size_t r, size_t b) \
+{ k5_rows(a, q6, nx, r, b); }
+K5(0, 2) K5(0, 3) K5(0, 4) K5(0, 5) K5(0, 6) K5(0, 7) K5(0, 8)
+K5(1, 2) K5(1, 3) K5(1, 4) K5(1, 5) K5(1, 6) K5(1, 7) K5(1, 8)
+
+static AVX512 int
+avx512_k(int q6, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t nsb,
+	 const uint8_t *X, size_t xs, size_t nb, float *y, size_t ldy)
+{
+	/* one activation row: AVX2's k_row1, which makes each piece of the
+	 * super-block just before its use (the 512-bit unpack costs more
+	 * than one row's products gain: 11 against 17 GB/s measured) */
+	static kfn *const fn[2][9] = {
+		{0, k_row1_0, k5_0_2, k5_0_3, k5_0_4, k5_0_5, k5_0_6, k5_0_7, k5_0_8},
+		{0, k_row1_1, k5_1_2, k5_1_3, k5_1_4, k5_1_5, k5_1_6, k5_1_7, k5_1_8},
+	};
+	struct kargs a = {W, rb, nsb, X, xs, y, ldy};
+	size_t panel = PANEL_BYTES / rb;
+
+	panel = panel < 8 ? 8 : panel;
+	for (size_t p0 = r0; p0 < r1; p0 += panel) {
+		size_t p1 = r1 - p0 < panel ? r1 : p0 + panel;
+
+		for (size_t b = 0; b < nb; b += KX) {
+			size_t nx = nb - b < KX ? nb - b : KX;
+
+			for (size_t r = p0; r < p1; r++)
+				fn[q6][nx](&a, r, b);
+		}
+	}
+	return 0;
+}
+
+/* ---- F32, F16, BF16 */
+
+/* 8 weights of rows w0 (low half) and w1, widened to f32 */
+INL5 __m512
+wld8x2(uint32_t t, const uint8_t *w0, const uint8_t *w1)
+{
+	if (t == QUANT_F32)
+		return _mm512_castsi512_ps(join(ld256(w0), ld256(w1)));
+	__m256i h = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)w1),
+				     _mm_loadu_si128((const __m128i *)w0));
+
+	if (t == QUANT_F16)
+		return _mm512_cvtph_ps(h);
+	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* f_tile's sums, two rows a register: 2*np rows from r, nx from b */
+INL5 void
+f5_tile(const struct fargs *a, uint32_t t, int np, int nx, size_t r, size_t b)
+{
+	const size_t es = t == QUANT_F32 ? 4 : 2, n = a->n, rb = a->rb, xs = a->xs;
+	const uint8_t *w = a->W + r * rb;
+	const float *x = a->X + b * xs;
+	__m512 acc[4][4];
+	size_t e = 0;
+
+#pragma GCC unroll 4
+	for (int p = 0; p < np; p++)
+#pragma GCC unroll 4
+		for (int k = 0; k < nx; k++)
+			acc[p][k] = _mm512_setzero_ps();
+	for (; e + 8 <= n; e += 8) {
+		__m512 wv[4];
+
+		prefetch_group(w + e * es, 2 * np, rb, e / 8, 8 * es);
+#pragma GCC unroll 4
+		for (int p = 0; p < np; p++)
+			wv[p] = wld8x2(t, w + 2 * p * rb + e * es, w + (2 * p + 1) * rb + e * es);
+#pragma GCC unroll 4
+		for (int k = 0; k < nx; k++) {
+			__m512 xv = bcast8(x + k * xs + e);
+
+#pragma GCC unroll 4
+			for (int p = 0; p < np; p++)
+				acc[p][k] = _mm512_fmadd_ps(wv[p], xv, acc[p][k]);
+		}
+	}
+#pragma GCC unroll 4
+	for (int p = 0; p < np; p++)
+#pragma GCC unroll 4
+		for (int k = 0; k < nx; k++)
+			for (int h = 0; h < 2; h++) {
+				size_t j = 2 * p + h;
+				float s = hsum8(h ? hi8(acc[p][k]) : lo8(acc[p][k]));
+
+				for (size_t f = e; f < n; f++)
+					s += wld1(t, w + j * rb + f * es) * x[k * xs + f];
+				a->y[(b + k) * a->ldy + r + j] = s;
+			}
+}
+
+#define F5(tn, t, np, nx) \
+static AVX512 void f5_##tn##_##np##_##nx(const struct fargs *a, size_t r, size_t b) \
+{ f5_tile(a, t, np, nx, r, b); }
+#define F5_ALL(tn, t) \
+F5(tn, t, 4, 1) F5(tn, t, 2, 2) F5(tn, t, 2, 3) F5(tn, t, 2, 4) \
+static ffn *const f5_##tn[5] = {0, f5_##tn##_4_1, f5_##tn##_2_2, f5_##tn##_2_3, f5_##tn##_2_4};
+F5_ALL(f32, QUANT_F32)
+F5_ALL(f16, QUANT_F16)
+F5_ALL(bf16, QUANT_BF16)
+
+static AVX512 int
+avx512_float(uint32_t t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t n,
+	     const uint8_t *X, size_t xs, size_t nb, float *y, size_t ldy)
+{
+	ffn *const *tiles = t == QUANT_F32 ? f5_f32 : t == QUANT_F16 ? f5_f16 : f5_bf16;
+	ffn *const (*fns)[2] = t == QUANT_F32 ? f_fns_f32 : t == QUANT_F16 ? f_fns_f16 : f_fns_bf16;
+	struct fargs a = {W, rb, n, (const float *)(const void *)X, xs / 4, y, ldy};
+	size_t xchunk, rpanel;
+
+	if ((uintptr_t)X % 4 || xs % 4)
+		return -1;
+	if (nb >= 32 && blas_ready()
+	    && blas_rows(t, W, rb, r0, r1, n, a.X, a.xs, nb, y, ldy) == 0)
+		return 0;
+	/* avx2_float's blocking, with tiles of 4 rows by up to 4 (8 by 1) */
+	xchunk = 131072 / (4 * n) / 4 * 4;
+	xchunk = xchunk < 4 ? 4 : xchunk;
+	rpanel = 131072 / rb;
+	rpanel = rpanel < 8 ? 8 : rpanel;
+	for (size_t c0 = 0; c0 < nb; c0 += xchunk) {
+		size_t c1 = nb - c0 < xchunk ? nb : c0 + xchunk;
+
+		for (size_t p0 = r0; p0 < r1; p0 += rpanel) {
+			size_t p1 = r1 - p0 < rpanel ? r1 : p0 + rpanel;
+
+			for (size_t b = c0; b < c1;) {
+				size_t nx = c1 - b < 4 ? c1 - b : 4, rw = nx == 1 ? 8 : 4, r = p0;
+
+				for (; r + rw <= p1; r += rw)
+					tiles[nx](&a, r, b);
+				for (; r < p1; r++)
+					fns[nx][0](&a, r, b);
+				b += nx;
+			}
+		}
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------ the entry point */
 
 void
@@ -1400,22 +1960,33 @@ dot_rows(uint32_t wtype, const void *W, size_t r0, size_t r1, size_t n,
 			memset(y + b * ldy + r0, 0, (r1 - r0) * sizeof *y);
 		return;
 	}
-	if (dot_simd()) {
+	if (dot_isa() == DOT_AVX512) {
 		switch (wtype) {
 		case QUANT_Q4_0:
-			rc = avx2_q(0, w, rb, r0, r1, n / QK, x, xq_stride, nb, y, ldy);
-			break;
 		case QUANT_Q4_1:
-			rc = avx2_q(1, w, rb, r0, r1, n / QK, x, xq_stride, nb, y, ldy);
-			break;
 		case QUANT_Q8_0:
-			rc = avx2_q(2, w, rb, r0, r1, n / QK, x, xq_stride, nb, y, ldy);
+			rc = avx512_q(wtype == QUANT_Q4_0 ? 0 : wtype == QUANT_Q4_1 ? 1 : 2, w, rb, r0, r1,
+				      n / QK, x, xq_stride, nb, y, ldy);
 			break;
 		case QUANT_Q4_K:
-			rc = avx2_k(0, w, rb, r0, r1, n / QKK, x, xq_stride, nb, y, ldy);
-			break;
 		case QUANT_Q6_K:
-			rc = avx2_k(1, w, rb, r0, r1, n / QKK, x, xq_stride, nb, y, ldy);
+			rc = avx512_k(wtype == QUANT_Q6_K, w, rb, r0, r1, n / QKK, x, xq_stride, nb, y, ldy);
+			break;
+		default:
+			rc = avx512_float(wtype, w, rb, r0, r1, n, x, xq_stride, nb, y, ldy);
+			break;
+		}
+	} else if (dot_isa() == DOT_AVX2) {
+		switch (wtype) {
+		case QUANT_Q4_0:
+		case QUANT_Q4_1:
+		case QUANT_Q8_0:
+			rc = avx2_q(wtype == QUANT_Q4_0 ? 0 : wtype == QUANT_Q4_1 ? 1 : 2, w, rb, r0, r1,
+				    n / QK, x, xq_stride, nb, y, ldy);
+			break;
+		case QUANT_Q4_K:
+		case QUANT_Q6_K:
+			rc = avx2_k(wtype == QUANT_Q6_K, w, rb, r0, r1, n / QKK, x, xq_stride, nb, y, ldy);
 			break;
 		default:
 			rc = avx2_float(wtype, w, rb, r0, r1, n, x, xq_stride, nb, y, ldy);

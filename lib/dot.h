@@ -29,8 +29,23 @@ void dot_quantize_act(uint32_t wtype, const float *x, void *dst, size_t n);
 void dot_rows(uint32_t wtype, const void *W, size_t r0, size_t r1, size_t n,
 	      const void *xq, size_t xq_stride, size_t nb, float *y, size_t ldy);
 
-/* 1 when the AVX2 kernels are in use. dot_force_scalar(1) makes every
- * call take the scalar path (tests, and SLUICE_SCALAR=1 in the env). */
+/* The kernel paths, each a superset of the one before: plain C; AVX2 with
+ * FMA and F16C; AVX-512 (F, BW, VL and VNNI) besides. Every path gives
+ * the same bits as AVX2 for every weight type (the scalar one the same
+ * integer sums, its floats added in another order). The best path the CPU
+ * has is used, unless SLUICE_ISA (scalar, avx2, avx512) in the
+ * environment names one it has, or SLUICE_SCALAR is set and not "0". */
+enum { DOT_SCALAR, DOT_AVX2, DOT_AVX512 };
+int dot_isa(void);                      /* the path in use now */
+int dot_isa_max(void);                  /* the best path this CPU runs */
+/* Forces a path for all threads (-1: back to the default); -1 when the
+ * CPU lacks it. */
+int dot_set_isa(int isa);
+const char *dot_isa_name(int isa);      /* "scalar", "AVX2", "AVX-512" */
+int dot_isa_parse(const char *s);       /* "scalar", "avx2", "avx512"; else -1 */
+
+/* dot_isa() >= DOT_AVX2; dot_force_scalar(1) is dot_set_isa(DOT_SCALAR),
+ * (0) dot_set_isa(-1) */
 int dot_simd(void);
 void dot_force_scalar(int on);
 

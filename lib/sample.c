@@ -175,6 +175,8 @@ sample_init(void)
 #endif
 	if (e && *e && strcmp(e, "0") != 0)
 		use_avx2 = 0;
+	if ((e = getenv("SLUICE_ISA")) && strcmp(e, "scalar") == 0)
+		use_avx2 = 0;
 }
 
 static double

@@ -64,7 +64,7 @@ req() {
 	done
 }
 
-@test "the scalar path agrees with AVX2" {
+@test "the scalar path agrees with the SIMD one" {
 	scratch
 	for t in q4_0 q4_1 q8_0 q4_k q6_k f16 bf16; do
 		fwdtest -m "$(tiny "$t")" -a -o "$T/simd.f32" $PROMPT
@@ -72,6 +72,42 @@ req() {
 		echo "$t: $output"
 		[ "$status" -eq 0 ]
 	done
+}
+
+# the kernel paths this CPU runs, as lib/dot probes them
+isas() {
+	echo avx2
+	if grep -q avx512f /proc/cpuinfo && grep -q avx512bw /proc/cpuinfo \
+	   && grep -q avx512vl /proc/cpuinfo && grep -q avx512_vnni /proc/cpuinfo; then
+		echo avx512
+	fi
+}
+
+@test "every kernel path this CPU has gives AVX2's bits (SLUICE_ISA), and the load summary names it" {
+	scratch
+	for t in q4_0 q4_1 q8_0 q4_k q6_k f32 f16 bf16; do
+		SLUICE_ISA=avx2 fwdtest -m "$(tiny "$t")" -a -o "$T/avx2.f32" -c 3 $PROMPT
+		for isa in $(isas); do
+			SLUICE_ISA=$isa run fwdtest -m "$(tiny "$t")" -a -r "$T/avx2.f32" -M 0 -A 0 $PROMPT
+			echo "$t $isa: $output"
+			[ "$status" -eq 0 ]
+		done
+	done
+	for isa in scalar $(isas); do
+		SLUICE_ISA=$isa run infer-cpu -m "$(tiny q4_1)" </dev/null
+		echo "$isa: $output"
+		[ "$status" -eq 0 ]
+		name=$(case $isa in scalar) echo scalar ;; avx2) echo AVX2 ;; avx512) echo AVX-512 ;; esac)
+		[[ "${lines[0]}" == *", $name" ]]
+	done
+	SLUICE_ISA=sse2 run infer-cpu -m "$(tiny q4_1)" </dev/null
+	[ "$status" -eq 111 ]
+	[[ "$output" == *"SLUICE_ISA=sse2: not scalar, avx2 or avx512"* ]]
+	if [ "$(isas | tail -1)" = avx2 ]; then
+		SLUICE_ISA=avx512 run infer-cpu -m "$(tiny q4_1)" </dev/null
+		[ "$status" -eq 111 ]
+		[[ "$output" == *"SLUICE_ISA=avx512: this CPU lacks AVX-512"* ]]
+	fi
 }
 
 @test "usage and load errors" {

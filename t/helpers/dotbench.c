@@ -5,7 +5,7 @@
  *
  * prints ns per call (mean and best), GFLOP/s (2*N*ROWS*NB per call), the
  * weight bytes streamed per second, and the time to quantize the NB
- * activation rows (best of up to 20). SLUICE_SCALAR=1 times the scalar
+ * activation rows (best of up to 20). SLUICE_ISA=scalar|avx2|avx512 times that
  * path. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,7 +115,7 @@ main(int argc, char **argv)
 	total /= (double)iters;
 	printf("%s n=%zu rows=%zu nb=%zu %s: %.0f ns/call (best %.0f), %.2f GFLOP/s, "
 	       "weights %.2f GB/s, quantize act %.0f ns\n",
-	       quant_type_name((uint32_t)type), n, rows, nb, dot_simd() ? "avx2" : "scalar",
+	       quant_type_name((uint32_t)type), n, rows, nb, dot_isa_name(dot_isa()),
 	       total * 1e9, best * 1e9, 2.0 * (double)n * (double)rows * (double)nb / best * 1e-9,
 	       (double)(rows * rb) / best * 1e-9, tq * 1e9);
 	free(W);

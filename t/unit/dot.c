@@ -13,6 +13,9 @@
 #include "quant.h"
 #include "tap.h"
 
+/* the SIMD path under test (AVX2, AVX-512): what "simd" means below */
+static int cur_isa = DOT_AVX2;
+
 /* xorshift64* and Box-Muller: fixed seeds, same numbers everywhere */
 static uint64_t rs = 0x2545f4914f6cdd1dull;
 
@@ -164,7 +167,7 @@ check_case(uint32_t t, size_t n, size_t nb, struct res *rr, int simd)
 
 	dot_force_scalar(1);
 	dot_rows(t, W, r0, r1, n, xq, xs, nb, ys, ldy);
-	dot_force_scalar(0);
+	dot_set_isa(cur_isa);
 	if (simd)
 		dot_rows(t, W, r0, r1, n, xq, xs, nb, yv, ldy);
 
@@ -254,8 +257,8 @@ test_types(int simd)
 			printf("# Q4_1: Q8_1's f16 s moves the product by up to %.2g of sum|w*x|"
 			       " from the exact one (as in ggml)\n", rr.worst_s);
 		if (simd)
-			ok(!rr.bad_simd, "%s: AVX2 = scalar within %g of sum|w*x| (%d off, worst %.2g)",
-			   quant_type_name(t), TOL_SIMD, rr.bad_simd, rr.worst_simd);
+			ok(!rr.bad_simd, "%s: %s = scalar within %g of sum|w*x| (%d off, worst %.2g)",
+			   quant_type_name(t), dot_isa_name(cur_isa), TOL_SIMD, rr.bad_simd, rr.worst_simd);
 	}
 }
 
@@ -328,10 +331,10 @@ test_extremes(int simd)
 			dot_quantize_act(t, x, xq + b * ab, n);
 		}
 		for (int pass = 0; pass < 1 + simd; pass++) {
-			dot_force_scalar(pass == 0);
+			dot_set_isa(pass == 0 ? DOT_SCALAR : cur_isa);
 			dot_rows(t, W, 0, R, n, xq, ab, nb, y[pass], R);
 		}
-		dot_force_scalar(0);
+		dot_set_isa(cur_isa);
 		for (size_t b = 0; b < nb; b++) {
 			act_dequant(t, xq + b * ab, xd, n);
 			for (size_t r = 0; r < R; r++) {
@@ -460,12 +463,12 @@ test_quant_same(int simd)
 				memset(x, 0, sizeof x);
 			dot_force_scalar(1);
 			dot_quantize_act(ts[ti], x, a, n);
-			dot_force_scalar(0);
+			dot_set_isa(cur_isa);
 			dot_quantize_act(ts[ti], x, b, n);
 			diff += memcmp(a, b, dot_act_bytes(ts[ti], n)) != 0;
 		}
-		ok(!diff, "%s activations: AVX2 quantizer = scalar byte for byte (%d of %d rows differ)",
-		   quant_type_name(dot_act_type(ts[ti])), diff, rows);
+		ok(!diff, "%s activations: %s quantizer = scalar byte for byte (%d of %d rows differ)",
+		   quant_type_name(dot_act_type(ts[ti])), dot_isa_name(cur_isa), diff, rows);
 	}
 	/* NaN and inf: no crash, whatever comes out */
 	for (size_t k = 0; k < n; k++)
@@ -529,7 +532,7 @@ test_invariance(int simd)
 	const size_t n = 512, rows = 37, nbmax = 19;
 
 	for (int pass = 0; pass < 1 + simd; pass++) {
-		dot_force_scalar(pass == 0 && simd ? 0 : 1);
+		dot_set_isa(pass == 0 && simd ? cur_isa : DOT_SCALAR);
 		for (size_t ti = 0; ti < sizeof ts / sizeof *ts; ti++) {
 			uint32_t t = ts[ti];
 			size_t rb = quant_row_bytes(t, n), xb = dot_act_bytes(t, n);
@@ -558,11 +561,77 @@ test_invariance(int simd)
 				}
 			}
 			ok(!bad, "%s (%s): each column the same bits alone as in batches of 1..19 (%d differ)",
-			   quant_type_name(t), pass == 0 && simd ? "AVX2" : "scalar", bad);
+			   quant_type_name(t), dot_isa_name(pass == 0 && simd ? cur_isa : DOT_SCALAR), bad);
 			free(W), free(X), free(f), free(y), free(y1);
 		}
 	}
-	dot_force_scalar(0);
+	dot_set_isa(cur_isa);
+}
+
+/* Every SIMD path gives the AVX2 path's bits: on random weight codes of
+ * every value (Q8_0's -128, every nibble, Q6_K scales to -128), sizes
+ * that leave rows over from the 512-bit tiles, batches of 1..33 and odd
+ * row ranges. */
+static void
+test_same_bits(int isa)
+{
+	static const uint32_t ts[] = { QUANT_Q4_0, QUANT_Q4_1, QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K,
+					 QUANT_F32, QUANT_F16, QUANT_BF16 };
+	static const size_t ns[] = {256, 1536, 2048 + 256 + 32 + 8};
+	static const size_t ranges[][2] = {{0, 45}, {3, 34}, {16, 32}, {5, 6}};
+	const size_t rows = 45, nbmax = 33;
+
+	for (size_t ti = 0; ti < sizeof ts / sizeof *ts; ti++) {
+		uint32_t t = ts[ti];
+		size_t bs = quant_block_size(t), cases = 0;
+		int bad = 0;
+
+		for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++) {
+			size_t n = ns[ni] / bs * bs, rb = quant_row_bytes(t, n), xb = dot_act_bytes(t, n);
+			uint8_t *W = xcalloc(rb * rows), *X = xcalloc(xb * nbmax);
+			float *f = xcalloc(n * sizeof *f);
+			float *y2 = xcalloc(rows * nbmax * sizeof *y2), *y5 = xcalloc(rows * nbmax * sizeof *y5);
+
+			for (size_t r = 0; r < rows; r++) {
+				uint8_t *w = W + r * rb;
+
+				for (size_t k = 0; k < n; k++)
+					f[k] = gauss() * (r % 3 ? 1.f : 40.f) + (r % 4 == 1 ? 0.5f : 0.f);
+				quant_quantize_row(t, f, w, n);
+				/* codes of every value, scales kept as made */
+				for (size_t i = 0; bs > 1 && i < n / bs; i++) {
+					uint8_t *blk = w + i * (rb / (n / bs));
+					size_t lo = t == QUANT_Q4_1 ? 4 : t == QUANT_Q4_K ? 4 : t == QUANT_Q6_K ? 0 : 2;
+					size_t hi = t == QUANT_Q6_K ? 208 : rb / (n / bs);
+
+					for (size_t k = lo; k < hi; k++)
+						blk[k] = (uint8_t)(unif() * 256);
+				}
+			}
+			for (size_t b = 0; b < nbmax; b++) {
+				for (size_t k = 0; k < n; k++)
+					f[k] = gauss() * (b % 2 ? 3.f : 0.01f);
+				dot_quantize_act(t, f, X + b * xb, n);
+			}
+			for (size_t nb = 1; nb <= nbmax; nb += nb < 12 ? 1 : 7)
+				for (size_t ri = 0; ri < sizeof ranges / sizeof *ranges; ri++) {
+					size_t r0 = ranges[ri][0], r1 = ranges[ri][1];
+
+					memset(y2, 0, rows * nbmax * sizeof *y2);
+					memset(y5, 0, rows * nbmax * sizeof *y5);
+					dot_set_isa(DOT_AVX2);
+					dot_rows(t, W, r0, r1, n, X, xb, nb, y2, rows);
+					dot_set_isa(isa);
+					dot_rows(t, W, r0, r1, n, X, xb, nb, y5, rows);
+					bad += memcmp(y2, y5, rows * nbmax * sizeof *y2) != 0;
+					cases++;
+				}
+			free(W), free(X), free(f), free(y2), free(y5);
+		}
+		ok(!bad, "%s: %s = AVX2 bit for bit (%d of %zu cases differ)", quant_type_name(t),
+		   dot_isa_name(isa), bad, cases);
+	}
+	dot_set_isa(-1);
 }
 
 extern void cblas_sgemm(void) __attribute__((weak));
@@ -570,23 +639,43 @@ extern void cblas_sgemm(void) __attribute__((weak));
 int
 main(void)
 {
-	int simd = dot_simd();
+	int max = dot_isa_max();
 
-	printf("# AVX2 kernels: %s; OpenBLAS: %s\n", simd ? "yes" : "no (scalar only)",
+	printf("# kernel paths: %s%s; OpenBLAS: %s\n", max >= DOT_AVX2 ? "scalar, AVX2" : "scalar only",
+	       max >= DOT_AVX512 ? ", AVX-512" : "",
 	       cblas_sgemm ? "linked (F32/F16/BF16 with nb 33 go through sgemm if lib/dot was built with it)" : "not linked");
+	ok(dot_isa_parse("scalar") == DOT_SCALAR && dot_isa_parse("avx2") == DOT_AVX2
+	   && dot_isa_parse("avx512") == DOT_AVX512 && dot_isa_parse("AVX2") == -1
+	   && dot_isa_parse("") == -1 && dot_isa_parse(NULL) == -1,
+	   "dot_isa_parse: scalar, avx2, avx512; -1 otherwise");
+	ok(dot_set_isa(max + 1) == -1 && dot_set_isa(-2) == -1 && dot_isa() == max,
+	   "dot_set_isa refuses a path the CPU lacks and keeps the one in use");
 	dot_force_scalar(1);
-	ok(!dot_simd(), "dot_force_scalar(1) turns the AVX2 kernels off");
+	ok(!dot_simd() && dot_isa() == DOT_SCALAR, "dot_force_scalar(1) turns the SIMD kernels off");
 	dot_force_scalar(0);
-	ok(dot_simd() == simd, "dot_force_scalar(0) restores them");
+	ok(dot_isa() == max, "dot_force_scalar(0) restores the best path");
 	dot_force_scalar(1);
 	test_formats();
-	dot_force_scalar(0);
-	if (simd)
-		test_formats();
-	test_quant_same(simd);
 	test_api();
-	test_types(simd);
-	test_extremes(simd);
-	test_invariance(simd);
+	for (int isa = DOT_AVX2; isa <= max; isa++) {
+		int simd = 1;
+
+		printf("# the %s path\n", dot_isa_name(isa));
+		cur_isa = isa;
+		dot_set_isa(isa);
+		test_formats();
+		test_quant_same(simd);
+		test_types(simd);
+		test_extremes(simd);
+		test_invariance(simd);
+		if (isa > DOT_AVX2)
+			test_same_bits(isa);
+	}
+	if (max == DOT_SCALAR) {
+		cur_isa = DOT_SCALAR;
+		test_types(0);
+		test_extremes(0);
+		test_invariance(0);
+	}
 	return done_testing();
 }

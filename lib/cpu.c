@@ -21,6 +21,8 @@ struct cpu {
 	pool *pool;
 	int nth;
 	int simd;                /* AVX2/F16C attention kernels */
+	int isa;                 /* dot_isa() at the start: AVX-512 halves attention's loops */
+	int bs_shift;            /* log2 of the block size, -1 if not a power of two */
 	uint32_t n_blocks, bs, max_tokens, max_out, max_ctx;
 	uint32_t qd, kvd, wide;  /* n_heads*head_dim, n_kv_heads*head_dim, max(dim, ff, qd) */
 	uint16_t *kc, *vc;       /* (n_layers, n_blocks, bs, kvd) F16 */
@@ -325,12 +327,16 @@ rope_apply(const cpu *c, float *x, const float *r, uint32_t n_heads)
 		rope_libm(c, x, r, n_heads);
 }
 
-static size_t
+static inline __attribute__((always_inline)) size_t
 cache_row(const cpu *c, uint32_t layer, const sched_part *pt, uint32_t pos)
 {
-	uint32_t blk = pt->blocks[pos / c->bs];
+	/* a shift where the block size is a power of two: attention calls
+	 * this for every position it reads, and a division there cost more
+	 * than the products of a 64-wide head */
+	uint32_t b = c->bs_shift >= 0 ? pos >> c->bs_shift : pos / c->bs;
+	uint32_t o = c->bs_shift >= 0 ? pos & (c->bs - 1) : pos % c->bs;
 
-	return (((size_t)layer * c->n_blocks + blk) * c->bs + pos % c->bs) * c->kvd;
+	return (((size_t)layer * c->n_blocks + pt->blocks[b]) * c->bs + o) * c->kvd;
 }
 
 typedef struct at_job {
@@ -385,6 +391,85 @@ fold4(__m256 s0, __m256 s1, __m256 s2, __m256 s3)
 	return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
 }
 
+/* the scores of 8 positions before scaling: for each, fold4's first step,
+ * (s0 + s2) + (s1 + s3), in x[l] */
+static inline __attribute__((always_inline, target("avx2,fma,f16c"))) void
+qk8_avx2(const uint16_t *const k[8], const __m256 *q, uint32_t hd, __m256 x[8])
+{
+	for (uint32_t l = 0; l < 8; l++) {
+		__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+
+		for (uint32_t i = 0; i < hd; i += 32) {
+			s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k[l] + i))), q[i / 8], s0);
+			s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k[l] + i + 8))), q[i / 8 + 1], s1);
+			s2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k[l] + i + 16))), q[i / 8 + 2], s2);
+			s3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k[l] + i + 24))), q[i / 8 + 3], s3);
+		}
+		x[l] = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
+	}
+}
+
+/* The two hot loops of attend_avx2 with AVX-512 (F; F16C's conversion
+ * of 16 values at once): two of its 8-lane sums in the halves of one
+ * register, fed the same values by the same FMAs, added the same way, so
+ * the results are its bits with half the instructions. */
+#define AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
+
+/* qk8_avx2 in 512-bit registers, x[l] in memory */
+AVX512 static void
+qk8_avx512(const uint16_t *const k[8], const float *q16, uint32_t hd, float x[8][8])
+{
+	for (uint32_t l = 0; l < 8; l++) {
+		__m512 s01 = _mm512_setzero_ps(), s23 = s01, t;
+
+		for (uint32_t i = 0; i < hd; i += 32) {
+			s01 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k[l] + i))),
+					      _mm512_loadu_ps(q16 + i), s01);
+			s23 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k[l] + i + 16))),
+					      _mm512_loadu_ps(q16 + i + 16), s23);
+		}
+		t = _mm512_add_ps(s01, s23);    /* s0 + s2, s1 + s3 */
+		_mm256_storeu_ps(x[l], _mm256_add_ps(_mm512_castps512_ps256(t), _mm256_castpd_ps(
+			_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1))));
+	}
+}
+
+/* lane ln of the weighted sum of V: for every 8 dimensions i, the sum over
+ * positions p = ln, ln + 32, ... <= pos of sc[p] * V[p], into lane[i] */
+AVX512 static void
+pv_lane_avx512(const cpu *c, uint32_t layer, const sched_part *pt, size_t off, const float *sc,
+	       uint32_t ln, uint32_t pos, uint32_t nv, float *lane)
+{
+	uint32_t i0 = 0, p;
+
+	for (; i0 + 8 <= nv; i0 += 8) {
+		__m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+
+		for (p = ln; p <= pos; p += 32) {
+			const uint16_t *v = c->vc + cache_row(c, layer, pt, p) + off + 8 * i0;
+			__m512 a = _mm512_set1_ps(sc[p]);
+#define PV(k, acc) acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + 16 * k))), a, acc)
+			PV(0, a0); PV(1, a1); PV(2, a2); PV(3, a3);
+#undef PV
+		}
+		_mm512_storeu_ps(lane + 8 * i0, a0);
+		_mm512_storeu_ps(lane + 8 * i0 + 16, a1);
+		_mm512_storeu_ps(lane + 8 * i0 + 32, a2);
+		_mm512_storeu_ps(lane + 8 * i0 + 48, a3);
+	}
+	for (; i0 < nv; i0++) {
+		__m256 a0 = _mm256_setzero_ps();
+
+		for (p = ln; p <= pos; p += 32) {
+			const uint16_t *v = c->vc + cache_row(c, layer, pt, p) + off + 8 * i0;
+
+			a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)v)),
+					     _mm256_set1_ps(sc[p]), a0);
+		}
+		_mm256_storeu_ps(lane + 8 * i0, a0);
+	}
+}
+
 /* The attention of one query head over its sequence's cache, in the
  * arithmetic llama.cpp uses when it decodes (the two F16 products by
  * ggml_vec_dot_f16, ggml's softmax): q rounded to F16; the scores; softmax
@@ -423,17 +508,18 @@ attend_avx2(cpu *c, uint32_t layer, uint32_t t, uint32_t h, float *sc)
 		for (; p + 8 <= pos + 1; p += 8) {
 			__m256 x[8], u[8], w[8];
 
-			for (l = 0; l < 8; l++) {
-				const uint16_t *k = c->kc + cache_row(c, layer, pt, p + l) + (size_t)kvh * hd;
-				__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+			const uint16_t *k[8];
 
-				for (i = 0; i < hd; i += 32) {
-					s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), q[i / 8], s0);
-					s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 8))), q[i / 8 + 1], s1);
-					s2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 16))), q[i / 8 + 2], s2);
-					s3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 24))), q[i / 8 + 3], s3);
-				}
-				x[l] = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
+			for (l = 0; l < 8; l++)
+				k[l] = c->kc + cache_row(c, layer, pt, p + l) + (size_t)kvh * hd;
+			if (c->isa == DOT_AVX512) {
+				float xs[8][8];
+
+				qk8_avx512(k, q16, hd, xs);
+				for (l = 0; l < 8; l++)
+					x[l] = _mm256_loadu_ps(xs[l]);
+			} else {
+				qk8_avx2(k, q, hd, x);
 			}
 			/* transpose: w[e] lane l = x[l] lane e */
 			for (l = 0; l < 8; l += 2) {
@@ -513,6 +599,11 @@ attend_avx2(cpu *c, uint32_t layer, uint32_t t, uint32_t h, float *sc)
 	l = pos + 1 < 32 ? pos + 1 : 32;
 	for (uint32_t ln = 0; ln < l; ln++) {
 		uint32_t i0 = 0;
+
+		if (c->isa == DOT_AVX512) {
+			pv_lane_avx512(c, layer, pt, (size_t)kvh * hd, sc, ln, pos, nv, (float *)&lane[ln * nv]);
+			continue;
+		}
 
 		/* 8 vectors (64 dimensions) at a time, their sums in registers */
 		for (; i0 + 8 <= nv; i0 += 8) {
@@ -748,6 +839,9 @@ cpu_new(const model *m, uint32_t n_blocks, uint32_t block_size, uint32_t max_tok
 	c->m = m;
 	c->n_blocks = n_blocks;
 	c->bs = block_size;
+	c->bs_shift = -1;
+	if (block_size && (block_size & (block_size - 1)) == 0)
+		c->bs_shift = __builtin_ctz(block_size);
 	c->max_tokens = max_tokens;
 	c->max_out = max_out;
 	c->max_ctx = max_ctx;
@@ -757,6 +851,7 @@ cpu_new(const model *m, uint32_t n_blocks, uint32_t block_size, uint32_t max_tok
 	if (c->qd > c->wide)
 		c->wide = c->qd;
 	c->simd = dot_simd();   /* AVX2, FMA and F16C (dot checks all three) */
+	c->isa = dot_isa();
 	if (m->head_dim > 512) {
 		seterr(err, errlen, "head size %u is larger than 512", m->head_dim);
 		free(c);

@@ -894,14 +894,20 @@ q_tile(const struct qarg *a, int t, size_t r, size_t b)
 	}
 	for (size_t i = 0; i < a->nblk; i++, w += wb, x += xb, pd += 8, ps += 8) {
 		__m256i q[2], aq[2];
-		__m256 dw[2];
+		/* the 8 scales d_j * dx_k of the tile in one multiply (lane 4j + k),
+		 * each then broadcast to its pair: the products are the same,
+		 * and the broadcasts go to a port the integer work leaves idle */
+		__m256 dd = _mm256_mul_ps(
+			_mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(
+				_mm_cvtsi32_si128(rd16(w) | rd16(w + rb) << 16))),
+				_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1)),
+			_mm256_broadcast_ps((const __m128 *)pd));
 
 		prefetch_group(w, 2, rb, i, wb);
 #pragma GCC unroll 2
 		for (int j = 0; j < 2; j++) {
 			const uint8_t *wj = w + j * rb;
 
-			dw[j] = _mm256_set1_ps(_cvtsh_ss(rd16(wj)));
 			if (t == 1) {
 				q[j] = nib32(wj + wo);
 				/* the four m * s of this block, in order of the activation rows */
@@ -917,14 +923,14 @@ q_tile(const struct qarg *a, int t, size_t r, size_t b)
 #pragma GCC unroll 4
 		for (int k = 0; k < 4; k++) {
 			__m256i xv = ld256(x + k * xs);
-			__m256 dx = _mm256_broadcast_ss(pd + k);
 
 #pragma GCC unroll 2
 			for (int j = 0; j < 2; j++) {
 				__m256i sy = t == 1 ? xv : _mm256_sign_epi8(xv, q[j]);
 				__m256i s = pairs32(_mm256_maddubs_epi16(aq[j], sy));
 
-				acc[j][k] = _mm256_fmadd_ps(_mm256_mul_ps(dw[j], dx), _mm256_cvtepi32_ps(s), acc[j][k]);
+				acc[j][k] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(dd, _mm256_set1_epi32(4 * j + k)),
+							    _mm256_cvtepi32_ps(s), acc[j][k]);
 			}
 		}
 	}

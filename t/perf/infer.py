@@ -105,6 +105,26 @@ def machine_isa():
     return "AVX-512 (avx512f)" if " avx512f" in flags else "AVX2" if " avx2" in flags else "neither AVX2 nor AVX-512"
 
 
+OURS_ISA = set()        # the kernel paths infer-cpu named in its load summaries
+
+
+def peer_isa(tool):
+    """What llama.cpp's CPU backend was compiled for, read off its code:
+    zmm registers mean AVX-512, vpdpbusd VNNI, tile instructions AMX."""
+    try:
+        ldd = subprocess.run(["ldd", tool], capture_output=True, text=True).stdout
+        libs = [l.split("=>")[1].split()[0] for l in ldd.split("\n")
+                if "libggml-cpu" in l and "=>" in l]
+        lib = libs[0] if libs else tool
+        dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", lib], capture_output=True,
+                             text=True).stdout
+    except (OSError, IndexError):
+        return "?"
+    isa = "AVX-512" if "%zmm" in dis else "AVX2" if "%ymm" in dis else "neither AVX2 nor AVX-512"
+    extra = [n for n, op in (("VNNI", "vpdpbusd"), ("BF16", "vdpbf16ps"), ("AMX", "tdpbssd")) if op in dis]
+    return isa + (" (%s)" % ", ".join(extra) if extra else "") + ", " + os.path.basename(lib)
+
+
 def machine():
     model = "?"
     try:
@@ -213,6 +233,11 @@ class Engine:
         if self.p.wait() != 0:
             self.fail("exit status %d" % self.p.returncode)
         self.err.close()
+        with open(self.err_file, errors="replace") as f:
+            # the load summary ends with the kernel path: ", AVX-512"
+            first = f.readline().strip()
+            if first.startswith("infer-cpu: ") and ", " in first:
+                OURS_ISA.add(first.rsplit(", ", 1)[1])
         with open(self.rss_file) as f:
             return int(f.read().split()[-1])
 
@@ -568,9 +593,11 @@ def main():
               % (peer_info.get("build_commit"), peer_info.get("build_number"), bench, fa,
                  peer_info.get("n_batch"), peer_info.get("n_ubatch"), peer_info.get("type_k"),
                  peer_info.get("backends"), peer_info.get("cpu_info")))
+    if bench or server:
+        print("llama.cpp's kernels: %s" % peer_isa(bench or server))
     rev = subprocess.run(["git", "-C", root, "describe", "--always", "--dirty"], capture_output=True,
                          text=True).stdout.strip()
-    print("sluice: %s (%s)" % (rev or "?", INFER))
+    print("sluice: %s (%s), kernels: %s" % (rev or "?", INFER, ", ".join(sorted(OURS_ISA)) or "?"))
     print("medians of %d rounds (pp/tg), %d (offline), alternating; ± is the standard deviation"
           % (a.runs, a.offline_runs))
     print("%-30s %16s %16s %8s %7s" % ("", "sluice", "llama.cpp", "ratio", "target"))

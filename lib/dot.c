@@ -1,6 +1,8 @@
 /* dot: the engine's matrix products (weights in GGUF block types times
- * activations quantized the way ggml does it), with AVX2/FMA kernels chosen
- * at run time and scalar twins that compute the same integer sums.
+ * activations quantized the way ggml does it), with AVX-512 (VNNI) and
+ * AVX2/FMA kernels chosen at run time (the AVX-512 ones give the AVX2 ones'
+ * bits: see "AVX-512 kernels" below) and scalar twins that compute the same
+ * integer sums.
  *
  * Formats of the activations (little-endian; lib/quant has the weights'):
  *   Q8_0 34 bytes: f16 d, 32 int8            (for Q4_0, Q8_0 weights)
@@ -12,16 +14,13 @@
  * Q8_K as quantize_row_q8_K_ref (the signed max maps to -127).
  *
  * How the products are organised (nearly all of the engine's time):
- *   - Q4_0, Q4_1 with 4 or more activation rows: one weight row against 8
- *     activation rows at a time. Each weight block is unpacked once; the 8
- *     products of maddubs are reduced across the 8 pairs in int16 (a 4-bit
- *     code leaves room to add 8 of them) so that one int->float conversion
- *     and one FMA serve 8 pairs. Both multiply the unsigned nibbles: Q4_0
- *     takes 8 * sum(x) off in integers, Q4_1 adds m * s.
- *   - Q8_0: the same shape, reduced in int32 (no int16 headroom).
+ *   - Q4_0, Q4_1, Q8_0: every (weight row, activation row) pair summed in
+ *     ggml's order, 8 float lanes with one FMA a block, whatever the batch.
+ *     4 or more activation rows: tiles of 2 weight rows by 4 (AVX-512: 4
+ *     by up to 8) that share the unpacked weights and the scale products;
  *   - 1 to 3 activation rows (decode): up to 4 weight rows streamed at
- *     once against each activation row, one FMA a block and pair, the
- *     next rows prefetched by hand.
+ *     once against each activation row (AVX-512: 8 for the 4-bit types),
+ *     the next rows prefetched by hand.
  *   - Q4_K, Q6_K: a super-block of a weight row unpacked to 8 vectors of
  *     codes and 8 of sub-block scales, then multiplied against up to 8
  *     activation rows (one row: a form that keeps nothing); sub-block scales are applied in integers (madd),
@@ -1138,6 +1137,9 @@ k_rows(const struct kargs *a, int q6, int nx, size_t r, size_t b)
 		a->y[(b + k) * a->ldy + r] = hsum8(acc[k]);
 }
 
+#ifndef K_AHEAD
+#define K_AHEAD 16
+#endif
 /* The one-activation-row form (decode): the super-block's codes and
  * scale vectors are made just before their use instead of kept, so that
  * nothing spills. */
@@ -1151,6 +1153,11 @@ k_row1(const struct kargs *a, int q6, size_t r, size_t b)
 	for (size_t i = 0; i < a->nsb; i++, w += q6 ? Q6_K_B : Q4_K_B, x += Q8_K_B) {
 		__m256i s = _mm256_setzero_si256(), mi;
 		float dx = rdf32(x);
+
+		/* the super-block K_AHEAD on (the next row's, at a row's end):
+		 * the hardware prefetcher alone left the scale loads waiting */
+		for (int o = 0; o < (q6 ? Q6_K_B : Q4_K_B); o += 64)
+			_mm_prefetch((const char *)(w + K_AHEAD * (q6 ? Q6_K_B : Q4_K_B) + o), _MM_HINT_T0);
 
 		if (q6) {
 			__m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 192)));
@@ -1772,6 +1779,8 @@ k5_rows(const struct kargs *a, int q6, int nx, size_t r, size_t b)
 	for (int k = 0; k < nx; k++)
 		acc[k] = _mm256_setzero_ps();
 	for (size_t i = 0; i < a->nsb; i++, w += q6 ? Q6_K_B : Q4_K_B, x += Q8_K_B) {
+		for (int o = 0; o < (q6 ? Q6_K_B : Q4_K_B); o += 64)
+			_mm_prefetch((const char *)(w + K_AHEAD * (q6 ? Q6_K_B : Q4_K_B) + o), _MM_HINT_T0);
 		if (q6)
 			unpack5_q6k(w, &u);
 		else

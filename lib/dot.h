@@ -1,8 +1,8 @@
 /* dot: the engine's matrix products on GGUF weight types. Activations are
  * quantized the way ggml quantizes them (Q8_0, Q8_1, Q8_K blocks) and
  * multiplied against the quantized weights with integer dot products:
- * AVX2/FMA kernels chosen at run time, with a scalar twin that gives the
- * same sums. lib/quant is the reference these are tested against. */
+ * AVX-512 or AVX2 kernels chosen at run time, with a scalar twin that gives
+ * the same integer sums. lib/quant is the reference these are tested against. */
 #ifndef SLUICE_DOT_H
 #define SLUICE_DOT_H
 

@@ -162,7 +162,7 @@ fexp(float x)
 #define SUM_LANES 16    /* exp_sum: float partial sums, 16 lanes ... */
 #define SUM_FLUSH 8     /* ... moved into doubles every 8 rounds of 16 */
 
-static int use_avx2, use_fma;
+static int use_avx2, use_fma, use_avx512;
 
 __attribute__((constructor)) static void
 sample_init(void)
@@ -177,6 +177,9 @@ sample_init(void)
 		use_avx2 = 0;
 	if ((e = getenv("SLUICE_ISA")) && strcmp(e, "scalar") == 0)
 		use_avx2 = 0;
+#ifdef SAMPLE_X86
+	use_avx512 = use_avx2 && __builtin_cpu_supports("avx512f") && !(e && strcmp(e, "avx2") == 0);
+#endif
 }
 
 static double
@@ -455,6 +458,27 @@ exp_sum_avx2(const float *x, float *e, uint32_t n, float t, float m)
 	return s;
 }
 
+/* mass4's end: the 8 float lanes of each level summed as sum_lanes does,
+ * then elements i.. in order */
+static void
+mass4_fold(const float *x, const float *e, uint32_t n, const float *t, double *m,
+	   float f[4][8], uint32_t i)
+{
+	uint32_t j, l;
+
+	for (l = 0; l < 4; l++) {
+		double d[SUM_LANES] = { 0 };
+
+		for (j = 0; j < 8; j++)
+			d[j] = f[l][j];
+		m[l] = sum_lanes(d);
+	}
+	for (; i < n; i++)
+		for (l = 0; l < 4; l++)
+			if (x[i] >= t[l])
+				m[l] += e[i];
+}
+
 AVX2 static void
 mass4_avx2(const float *x, const float *e, uint32_t n, const float *t, double *m)
 {
@@ -462,7 +486,7 @@ mass4_avx2(const float *x, const float *e, uint32_t n, const float *t, double *m
 	__m256 v0 = _mm256_set1_ps(t[0]), v1 = _mm256_set1_ps(t[1]);
 	__m256 v2 = _mm256_set1_ps(t[2]), v3 = _mm256_set1_ps(t[3]);
 	float f[4][8];
-	uint32_t i, j, l;
+	uint32_t i;
 
 	for (i = 0; i + 8 <= n; i += 8) {
 		__m256 y = _mm256_loadu_ps(x + i), w = _mm256_loadu_ps(e + i);
@@ -476,17 +500,103 @@ mass4_avx2(const float *x, const float *e, uint32_t n, const float *t, double *m
 	_mm256_storeu_ps(f[1], a1);
 	_mm256_storeu_ps(f[2], a2);
 	_mm256_storeu_ps(f[3], a3);
-	for (l = 0; l < 4; l++) {
-		double d[SUM_LANES] = { 0 };
+	mass4_fold(x, e, n, t, m, f, i);
+}
 
-		for (j = 0; j < 8; j++)
-			d[j] = f[l][j];
-		m[l] = sum_lanes(d);
+/* AVX-512 twins of exp_sum_avx2 and mass4_avx2: the same lanes (exp_sum's
+ * 16 partial sums are one register, mass4's two levels share one), the
+ * same operations lane by lane, so the same results */
+#define AVX512 __attribute__((target("avx512f,avx2,fma")))
+
+AVX512 static inline __attribute__((always_inline)) __m512
+fexp16(__m512 x)
+{
+	const __m512 lo = _mm512_set1_ps(EXP_LO);
+	__mmask16 keep = _mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ);
+	__m512 n, r, p;
+	__m512i u;
+
+	x = _mm512_max_ps(x, lo);
+	x = _mm512_min_ps(x, _mm512_setzero_ps());
+	n = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(EXP_LOG2E), _mm512_set1_ps(0.5f)),
+				 _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+	r = _mm512_fmadd_ps(n, _mm512_set1_ps(EXP_NC1), x);
+	r = _mm512_fmadd_ps(n, _mm512_set1_ps(EXP_NC2), r);
+	p = _mm512_fmadd_ps(_mm512_set1_ps(EXP_P0), r, _mm512_set1_ps(EXP_P1));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P2));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P3));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P4));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P5));
+	p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+	u = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127)), 23);
+	return _mm512_maskz_mov_ps(keep, _mm512_mul_ps(p, _mm512_castsi512_ps(u)));
+}
+
+AVX512 static double
+exp_sum_avx512(const float *x, float *e, uint32_t n, float t, float m)
+{
+	__m512d d01 = _mm512_setzero_pd(), d23 = d01;
+	__m512 f = _mm512_setzero_ps(), vt = _mm512_set1_ps(t), vm = _mm512_set1_ps(m);
+	double d[SUM_LANES], s;
+	uint32_t i, round = 0;
+
+	for (i = 0; i + SUM_LANES <= n; i += SUM_LANES) {
+		__m512 y = _mm512_loadu_ps(x + i);
+
+		if (t != 1.0f)
+			y = _mm512_div_ps(y, vt);
+		y = fexp16(_mm512_sub_ps(y, vm));
+		_mm512_storeu_ps(e + i, y);
+		f = _mm512_add_ps(f, y);
+		if (++round == SUM_FLUSH) {
+			round = 0;
+			d01 = _mm512_add_pd(d01, _mm512_cvtps_pd(_mm512_castps512_ps256(f)));
+			d23 = _mm512_add_pd(d23, _mm512_cvtps_pd(_mm256_castpd_ps(
+				_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1))));
+			f = _mm512_setzero_ps();
+		}
+	}
+	d01 = _mm512_add_pd(d01, _mm512_cvtps_pd(_mm512_castps512_ps256(f)));
+	d23 = _mm512_add_pd(d23, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1))));
+	_mm512_storeu_pd(d, d01);
+	_mm512_storeu_pd(d + 8, d23);
+	s = sum_lanes(d);
+	if (i < n) {
+		/* the tail in one masked vector, summed in order like the scalar one */
+		__mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+		__m512 y = _mm512_maskz_loadu_ps(k, x + i);
+
+		if (t != 1.0f)
+			y = _mm512_div_ps(y, vt);
+		_mm512_mask_storeu_ps(e + i, k, fexp16(_mm512_sub_ps(y, vm)));
 	}
 	for (; i < n; i++)
-		for (l = 0; l < 4; l++)
-			if (x[i] >= t[l])
-				m[l] += e[i];
+		s += e[i];
+	return s;
+}
+
+AVX512 static void
+mass4_avx512(const float *x, const float *e, uint32_t n, const float *t, double *m)
+{
+	/* levels 0|1 and 2|3 in the halves of two registers */
+	__m512 a01 = _mm512_setzero_ps(), a23 = a01;
+	__m512 v01 = _mm512_insertf32x4(_mm512_insertf32x4(_mm512_set1_ps(t[0]), _mm_set1_ps(t[1]), 2),
+					_mm_set1_ps(t[1]), 3);
+	__m512 v23 = _mm512_insertf32x4(_mm512_insertf32x4(_mm512_set1_ps(t[2]), _mm_set1_ps(t[3]), 2),
+					_mm_set1_ps(t[3]), 3);
+	float f[4][8];
+	uint32_t i;
+
+	for (i = 0; i + 8 <= n; i += 8) {
+		__m512 y = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(x + i))));
+		__m512 w = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(e + i))));
+
+		a01 = _mm512_add_ps(a01, _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, v01, _CMP_GE_OQ), w));
+		a23 = _mm512_add_ps(a23, _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, v23, _CMP_GE_OQ), w));
+	}
+	_mm512_storeu_ps(f[0], a01);
+	_mm512_storeu_ps(f[2], a23);
+	mass4_fold(x, e, n, t, m, f, i);
 }
 #endif
 
@@ -504,6 +614,8 @@ static double
 exp_sum(const float *x, float *e, uint32_t n, float t, float m)
 {
 #ifdef SAMPLE_X86
+	if (use_avx512)
+		return exp_sum_avx512(x, e, n, t, m);
 	if (use_avx2)
 		return exp_sum_avx2(x, e, n, t, m);
 	if (use_fma)
@@ -528,6 +640,10 @@ static void
 mass4(const float *x, const float *e, uint32_t n, const float *t, double *m)
 {
 #ifdef SAMPLE_X86
+	if (use_avx512) {
+		mass4_avx512(x, e, n, t, m);
+		return;
+	}
 	if (use_avx2) {
 		mass4_avx2(x, e, n, t, m);
 		return;

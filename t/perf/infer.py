@@ -34,6 +34,12 @@ alternating the two programs (A B A B ...), medians of several rounds:
                  weight is read once a step) plus the KV cache read at the
                  mean context of the tg128 run (68 tokens).
 
+The report names the kernels of both sides: sluice's from infer-cpu's
+load summary (SLUICE_ISA=avx2 in the environment measures the AVX2 path
+on an AVX-512 machine), llama.cpp's read off its CPU library's code (zmm
+registers: AVX-512; vpdpbusd: VNNI), since a llama.cpp built with
+GGML_NATIVE=OFF runs AVX2 code on an AVX-512 machine.
+
 Peers come from variables (PEERS.md): LLAMA_BENCH, LLAMA_SERVER (paths of
 llama.cpp's tools; else looked up on PATH); a missing one is skipped.
 INFER_CPU overrides bin/infer-cpu. Uses the msgpack module, else goes

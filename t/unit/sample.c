@@ -707,8 +707,10 @@ digest(void)
 	return h;
 }
 
+/* the digest of a child run with VAR=VAL (a path forced) against ours
+ * (the best path this CPU has) */
 static void
-t_paths(const char *self)
+t_paths(const char *self, const char *var, const char *val)
 {
 	uint64_t here = digest(), there = 0;
 	int fd[2], st;
@@ -722,7 +724,7 @@ t_paths(const char *self)
 	if (pid == 0) {
 		dup2(fd[1], 1);
 		close(fd[0]);
-		setenv("SLUICE_SCALAR", "1", 1);
+		setenv(var, val, 1);
 		execl(self, self, "--digest", (char *)NULL);
 		_exit(127);
 	}
@@ -732,8 +734,8 @@ t_paths(const char *self)
 	waitpid(pid, &st, 0);
 	if (n > 0)
 		there = strtoull(buf, NULL, 16);
-	ok(n > 0 && here == there, "the scalar path draws the same tokens and logprobs as the default one (%016llx)",
-	   (unsigned long long)here);
+	ok(n > 0 && here == there, "%s=%s draws the same tokens and logprobs as the default path (%016llx)",
+	   var, val, (unsigned long long)here);
 }
 
 /* ------------------------------------------------------------ timing */
@@ -815,7 +817,10 @@ main(int argc, char **argv)
 	t_penalties();
 	t_logprobs();
 	t_nan();
-	t_paths(argv[0]);
+	t_paths(argv[0], "SLUICE_SCALAR", "1");
+	t_paths(argv[0], "SLUICE_ISA", "scalar");
+	if (__builtin_cpu_supports("avx2"))
+		t_paths(argv[0], "SLUICE_ISA", "avx2");
 	t_timing();
 	sample_ws_free(&ws);
 	return done_testing();

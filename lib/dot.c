@@ -1095,6 +1095,17 @@ unpack_q6k(const uint8_t *w, struct ksb *u)
 	u->dmin = u->d;
 }
 
+/* a super-block's float step, ggml's: Q6_K d*dx times (sum - 32 * the
+ * scaled bsums); Q4_K d*dx times the sum, less dmin*dx times the mins' */
+INL __m256
+k_acc(int q6, __m256 acc, __m256i s, __m256i mi, float d, float dmin, float dx)
+{
+	if (q6)
+		return _mm256_fmadd_ps(_mm256_set1_ps(d * dx), _mm256_cvtepi32_ps(_mm256_sub_epi32(s, mi)), acc);
+	acc = _mm256_fmadd_ps(_mm256_set1_ps(d * dx), _mm256_cvtepi32_ps(s), acc);
+	return _mm256_fnmadd_ps(_mm256_set1_ps(dmin * dx), _mm256_cvtepi32_ps(mi), acc);
+}
+
 /* rows r of type q6 (Q6_K) or not (Q4_K) against nx activation rows */
 INL void
 k_rows(const struct kargs *a, int q6, int nx, size_t r, size_t b)
@@ -1123,13 +1134,7 @@ k_rows(const struct kargs *a, int q6, int nx, size_t r, size_t b)
 				s = _mm256_add_epi32(s, _mm256_madd_epi16(
 					_mm256_maddubs_epi16(u.q[j], ld256(xb + 4 + 32 * j)), u.sc[j]));
 			mi = _mm256_madd_epi16(ld256(xb + 260), u.mn);
-			if (q6) {
-				acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(u.d * dx),
-							 _mm256_cvtepi32_ps(_mm256_sub_epi32(s, mi)), acc[k]);
-			} else {
-				acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(u.d * dx), _mm256_cvtepi32_ps(s), acc[k]);
-				acc[k] = _mm256_fnmadd_ps(_mm256_set1_ps(u.dmin * dx), _mm256_cvtepi32_ps(mi), acc[k]);
-			}
+			acc[k] = k_acc(q6, acc[k], s, mi, u.d, u.dmin, dx);
 		}
 	}
 #pragma GCC unroll 8
@@ -1410,13 +1415,43 @@ blas_rows(uint32_t t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t 
 }
 #endif
 
+/* The blocking of the float products: blocks of activation rows and of
+ * weight rows that both stay in L2 (~128 KiB each) while the tiles go
+ * over them. wide[nx] takes rw1 weight rows (nx == 1) or rwn (nx 2..4)
+ * at once; rows left over go one at a time through one[nx]. */
+static void
+float_blocks(const struct fargs *a, size_t r0, size_t r1, size_t nb, ffn *const *wide,
+	     size_t rw1, size_t rwn, ffn *const *one)
+{
+	size_t xchunk = 131072 / (4 * a->n) / 4 * 4, rpanel = 131072 / a->rb;
+
+	xchunk = xchunk < 4 ? 4 : xchunk;
+	rpanel = rpanel < rw1 ? rw1 : rpanel;
+	for (size_t c0 = 0; c0 < nb; c0 += xchunk) {
+		size_t c1 = nb - c0 < xchunk ? nb : c0 + xchunk;
+
+		for (size_t p0 = r0; p0 < r1; p0 += rpanel) {
+			size_t p1 = r1 - p0 < rpanel ? r1 : p0 + rpanel;
+
+			for (size_t b = c0; b < c1;) {
+				size_t nx = c1 - b < 4 ? c1 - b : 4, rw = nx == 1 ? rw1 : rwn, r = p0;
+
+				for (; r + rw <= p1; r += rw)
+					wide[nx](a, r, b);
+				for (; r < p1; r++)
+					one[nx](a, r, b);
+				b += nx;
+			}
+		}
+	}
+}
+
 static AVX2 int
 avx2_float(uint32_t t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t n,
 	   const uint8_t *X, size_t xs, size_t nb, float *y, size_t ldy)
 {
 	ffn *const (*fns)[2] = t == QUANT_F32 ? f_fns_f32 : t == QUANT_F16 ? f_fns_f16 : f_fns_bf16;
 	struct fargs a = {W, rb, n, (const float *)(const void *)X, xs / 4, y, ldy};
-	size_t xchunk, rpanel;
 
 	if ((uintptr_t)X % 4 || xs % 4)
 		return -1;
@@ -1425,28 +1460,11 @@ avx2_float(uint32_t t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t
 	if (nb >= 32 && blas_ready()
 	    && blas_rows(t, W, rb, r0, r1, n, a.X, a.xs, nb, y, ldy) == 0)
 		return 0;
-	/* blocks of activation rows and of weight rows that both stay in
-	 * L2 (~128 KiB each) while the tiles go over them */
-	xchunk = 131072 / (4 * n) / 4 * 4;
-	xchunk = xchunk < 4 ? 4 : xchunk;
-	rpanel = 131072 / rb;
-	rpanel = rpanel < 4 ? 4 : rpanel;
-	for (size_t c0 = 0; c0 < nb; c0 += xchunk) {
-		size_t c1 = nb - c0 < xchunk ? nb : c0 + xchunk;
+	{
+		ffn *const wide[5] = {0, fns[1][1], fns[2][1], fns[3][1], fns[4][1]};
+		ffn *const one[5] = {0, fns[1][0], fns[2][0], fns[3][0], fns[4][0]};
 
-		for (size_t p0 = r0; p0 < r1; p0 += rpanel) {
-			size_t p1 = r1 - p0 < rpanel ? r1 : p0 + rpanel;
-
-			for (size_t b = c0; b < c1;) {
-				size_t nx = c1 - b < 4 ? c1 - b : 4, rw = nx == 1 ? 4 : 2, r = p0;
-
-				for (; r + rw <= p1; r += rw)
-					fns[nx][1](&a, r, b);
-				for (; r < p1; r++)
-					fns[nx][0](&a, r, b);
-				b += nx;
-			}
-		}
+		float_blocks(&a, r0, r1, nb, wide, 4, 2, one);
 	}
 	return 0;
 }
@@ -1798,13 +1816,7 @@ k5_rows(const struct kargs *a, int q6, int nx, size_t r, size_t b)
 					_mm512_loadu_si512(xb + 4 + 64 * p)), u.sc[p]);
 			s = _mm256_add_epi32(_mm512_castsi512_si256(s5), _mm512_extracti64x4_epi64(s5, 1));
 			mi = _mm256_madd_epi16(ld256(xb + 260), u.mn);
-			if (q6) {
-				acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(u.d * dx),
-							 _mm256_cvtepi32_ps(_mm256_sub_epi32(s, mi)), acc[k]);
-			} else {
-				acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(u.d * dx), _mm256_cvtepi32_ps(s), acc[k]);
-				acc[k] = _mm256_fnmadd_ps(_mm256_set1_ps(u.dmin * dx), _mm256_cvtepi32_ps(mi), acc[k]);
-			}
+			acc[k] = k_acc(q6, acc[k], s, mi, u.d, u.dmin, dx);
 		}
 	}
 #pragma GCC unroll 8
@@ -1924,7 +1936,6 @@ avx512_float(uint32_t t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size
 	ffn *const *tiles = t == QUANT_F32 ? f5_f32 : t == QUANT_F16 ? f5_f16 : f5_bf16;
 	ffn *const (*fns)[2] = t == QUANT_F32 ? f_fns_f32 : t == QUANT_F16 ? f_fns_f16 : f_fns_bf16;
 	struct fargs a = {W, rb, n, (const float *)(const void *)X, xs / 4, y, ldy};
-	size_t xchunk, rpanel;
 
 	if ((uintptr_t)X % 4 || xs % 4)
 		return -1;
@@ -1932,26 +1943,10 @@ avx512_float(uint32_t t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size
 	    && blas_rows(t, W, rb, r0, r1, n, a.X, a.xs, nb, y, ldy) == 0)
 		return 0;
 	/* avx2_float's blocking, with tiles of 4 rows by up to 4 (8 by 1) */
-	xchunk = 131072 / (4 * n) / 4 * 4;
-	xchunk = xchunk < 4 ? 4 : xchunk;
-	rpanel = 131072 / rb;
-	rpanel = rpanel < 8 ? 8 : rpanel;
-	for (size_t c0 = 0; c0 < nb; c0 += xchunk) {
-		size_t c1 = nb - c0 < xchunk ? nb : c0 + xchunk;
+	{
+		ffn *const one[5] = {0, fns[1][0], fns[2][0], fns[3][0], fns[4][0]};
 
-		for (size_t p0 = r0; p0 < r1; p0 += rpanel) {
-			size_t p1 = r1 - p0 < rpanel ? r1 : p0 + rpanel;
-
-			for (size_t b = c0; b < c1;) {
-				size_t nx = c1 - b < 4 ? c1 - b : 4, rw = nx == 1 ? 8 : 4, r = p0;
-
-				for (; r + rw <= p1; r += rw)
-					tiles[nx](&a, r, b);
-				for (; r < p1; r++)
-					fns[nx][0](&a, r, b);
-				b += nx;
-			}
-		}
+		float_blocks(&a, r0, r1, nb, tiles, 8, 4, one);
 	}
 	return 0;
 }

@@ -14,6 +14,10 @@
 #include <math.h>
 #include <string.h>
 #include <strings.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
 
 #include "gguf.h"
 #include "quant.h"
@@ -110,9 +114,48 @@ quant_f16_to_f32_row(const uint16_t *src, float *dst, size_t n)
 		dst[i] = quant_f16_to_f32(src[i]);
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+/* F16C's vcvtps2ph, 8 at a time: the same bits as quant_f32_to_f16 (round
+ * to nearest even; a NaN quieted with its top payload bits), which the unit
+ * test checks on a million patterns. The engine stores every K and V row
+ * through here. */
+__attribute__((target("avx,f16c")))
+static void
+f16_row_f16c(const float *src, uint16_t *dst, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm_storeu_si128((__m128i *)(dst + i),
+				 _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+	for (; i < n; i++)
+		dst[i] = quant_f32_to_f16(src[i]);
+}
+
+static int
+have_f16c(void)
+{
+	static int have = -1;
+	int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
+	unsigned a, b, c, d;
+
+	if (h < 0) {
+		h = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) && (c & bit_AVX);
+		__atomic_store_n(&have, h, __ATOMIC_RELAXED);
+	}
+	return h;
+}
+#endif
+
 void
 quant_f32_to_f16_row(const float *src, uint16_t *dst, size_t n)
 {
+#if defined(__x86_64__) || defined(__i386__)
+	if (have_f16c()) {
+		f16_row_f16c(src, dst, n);
+		return;
+	}
+#endif
 	for (size_t i = 0; i < n; i++)
 		dst[i] = quant_f32_to_f16(src[i]);
 }

@@ -150,6 +150,28 @@ test_f16(void)
 		ok((q & 0x7e00) == 0x7e00 && (n & 0xfe00) == 0xfe00,
 		   "signalling NaN with a low payload stays NaN (not inf); -NaN keeps its sign");
 	}
+	{
+		/* the row conversion (F16C where the CPU has it) against the
+		 * scalar one: random patterns, then the special values */
+		static float src[1 << 16];
+		static uint16_t dst[1 << 16];
+		static const uint32_t special[] = {0x7f800001, 0xff800001, 0x7fc00000, 0x7fffffff, 0xffc00123,
+			0x7f800000, 0xff800000, 0x477ff000, 0x477fefff, 0x38800000, 0x387fffff, 0x33000000,
+			0x33000001, 0x80000000, 0x00000001, 0x3f801000, 0x3f803000};
+		int bad = 0;
+
+		for (int round = 0; round < 16; round++) {
+			size_t n = (1 << 16) - (size_t)round;   /* tails of 0..7 */
+
+			for (size_t i = 0; i < n; i++)
+				src[i] = u2f(round == 0 && i < sizeof special / sizeof *special ? special[i]
+					     : (uint32_t)(unif() * 4294967296.0));
+			quant_f32_to_f16_row(src, dst, n);
+			for (size_t i = 0; i < n; i++)
+				bad += dst[i] != quant_f32_to_f16(src[i]);
+		}
+		ok(!bad, "quant_f32_to_f16_row = quant_f32_to_f16 on a million patterns and the specials (%d differ)", bad);
+	}
 #ifdef __FLT16_MAX__
 	/* the compiler's own conversion (libgcc/compiler-rt, round to nearest
 	 * even) as a second opinion on a million random f32 patterns */

@@ -409,16 +409,54 @@ qk8_avx2(const uint16_t *const k[8], const __m256 *q, uint32_t hd, __m256 x[8])
 	}
 }
 
+/* the scores of 8 positions from qk8's x[l]: an 8x8 transpose, then
+ * fold4's tail lane-wise (the same additions in the same order), times
+ * scale */
+static inline __attribute__((always_inline, target("avx2,fma,f16c"))) __m256
+fold8(__m256 x[8], float scale)
+{
+	__m256 u[8], w[8], t0, t1, t2, t3;
+	int l;
+
+	/* transpose: w[e] lane l = x[l] lane e */
+	for (l = 0; l < 8; l += 2) {
+		u[l] = _mm256_unpacklo_ps(x[l], x[l + 1]);
+		u[l + 1] = _mm256_unpackhi_ps(x[l], x[l + 1]);
+	}
+	w[0] = _mm256_shuffle_ps(u[0], u[2], 0x44);
+	w[1] = _mm256_shuffle_ps(u[0], u[2], 0xee);
+	w[2] = _mm256_shuffle_ps(u[1], u[3], 0x44);
+	w[3] = _mm256_shuffle_ps(u[1], u[3], 0xee);
+	w[4] = _mm256_shuffle_ps(u[4], u[6], 0x44);
+	w[5] = _mm256_shuffle_ps(u[4], u[6], 0xee);
+	w[6] = _mm256_shuffle_ps(u[5], u[7], 0x44);
+	w[7] = _mm256_shuffle_ps(u[5], u[7], 0xee);
+	x[0] = _mm256_permute2f128_ps(w[0], w[4], 0x20);
+	x[1] = _mm256_permute2f128_ps(w[1], w[5], 0x20);
+	x[2] = _mm256_permute2f128_ps(w[2], w[6], 0x20);
+	x[3] = _mm256_permute2f128_ps(w[3], w[7], 0x20);
+	x[4] = _mm256_permute2f128_ps(w[0], w[4], 0x31);
+	x[5] = _mm256_permute2f128_ps(w[1], w[5], 0x31);
+	x[6] = _mm256_permute2f128_ps(w[2], w[6], 0x31);
+	x[7] = _mm256_permute2f128_ps(w[3], w[7], 0x31);
+	/* x[e] now holds element e of the 8 positions */
+	t0 = _mm256_add_ps(x[0], x[4]), t1 = _mm256_add_ps(x[1], x[5]);
+	t2 = _mm256_add_ps(x[2], x[6]), t3 = _mm256_add_ps(x[3], x[7]);
+	return _mm256_mul_ps(_mm256_add_ps(_mm256_add_ps(t0, t1), _mm256_add_ps(t2, t3)), _mm256_set1_ps(scale));
+}
+
 /* The two hot loops of attend_avx2 with AVX-512 (F; F16C's conversion
  * of 16 values at once): two of its 8-lane sums in the halves of one
  * register, fed the same values by the same FMAs, added the same way, so
  * the results are its bits with half the instructions. */
 #define AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
 
-/* qk8_avx2 in 512-bit registers, x[l] in memory */
+/* qk8_avx2 and fold8 in 512-bit registers: the 8 scores into out */
 AVX512 static void
-qk8_avx512(const uint16_t *const k[8], const float *q16, uint32_t hd, float x[8][8])
+qk8_avx512(const uint16_t *const k[8], const float *q16, uint32_t hd, float scale, float *out)
 {
+	__m256 x[8];
+
 	for (uint32_t l = 0; l < 8; l++) {
 		__m512 s01 = _mm512_setzero_ps(), s23 = s01, t;
 
@@ -429,9 +467,10 @@ qk8_avx512(const uint16_t *const k[8], const float *q16, uint32_t hd, float x[8]
 					      _mm512_loadu_ps(q16 + i + 16), s23);
 		}
 		t = _mm512_add_ps(s01, s23);    /* s0 + s2, s1 + s3 */
-		_mm256_storeu_ps(x[l], _mm256_add_ps(_mm512_castps512_ps256(t), _mm256_castpd_ps(
-			_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1))));
+		x[l] = _mm256_add_ps(_mm512_castps512_ps256(t),
+				     _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1)));
 	}
+	_mm256_storeu_ps(out, fold8(x, scale));
 }
 
 /* lane ln of the weighted sum of V: for every 8 dimensions i, the sum over
@@ -506,52 +545,20 @@ attend_avx2(cpu *c, uint32_t layer, uint32_t t, uint32_t h, float *sc)
 		__m256 vmx = _mm256_set1_ps(-INFINITY);
 
 		for (; p + 8 <= pos + 1; p += 8) {
-			__m256 x[8], u[8], w[8];
-
 			const uint16_t *k[8];
+			__m256 x[8], r;
 
 			for (l = 0; l < 8; l++)
 				k[l] = c->kc + cache_row(c, layer, pt, p + l) + (size_t)kvh * hd;
 			if (c->isa == DOT_AVX512) {
-				float xs[8][8];
-
-				qk8_avx512(k, q16, hd, xs);
-				for (l = 0; l < 8; l++)
-					x[l] = _mm256_loadu_ps(xs[l]);
+				qk8_avx512(k, q16, hd, scale, sc + p);
+				r = _mm256_loadu_ps(sc + p);
 			} else {
 				qk8_avx2(k, q, hd, x);
-			}
-			/* transpose: w[e] lane l = x[l] lane e */
-			for (l = 0; l < 8; l += 2) {
-				u[l] = _mm256_unpacklo_ps(x[l], x[l + 1]);
-				u[l + 1] = _mm256_unpackhi_ps(x[l], x[l + 1]);
-			}
-			w[0] = _mm256_shuffle_ps(u[0], u[2], 0x44);
-			w[1] = _mm256_shuffle_ps(u[0], u[2], 0xee);
-			w[2] = _mm256_shuffle_ps(u[1], u[3], 0x44);
-			w[3] = _mm256_shuffle_ps(u[1], u[3], 0xee);
-			w[4] = _mm256_shuffle_ps(u[4], u[6], 0x44);
-			w[5] = _mm256_shuffle_ps(u[4], u[6], 0xee);
-			w[6] = _mm256_shuffle_ps(u[5], u[7], 0x44);
-			w[7] = _mm256_shuffle_ps(u[5], u[7], 0xee);
-			x[0] = _mm256_permute2f128_ps(w[0], w[4], 0x20);
-			x[1] = _mm256_permute2f128_ps(w[1], w[5], 0x20);
-			x[2] = _mm256_permute2f128_ps(w[2], w[6], 0x20);
-			x[3] = _mm256_permute2f128_ps(w[3], w[7], 0x20);
-			x[4] = _mm256_permute2f128_ps(w[0], w[4], 0x31);
-			x[5] = _mm256_permute2f128_ps(w[1], w[5], 0x31);
-			x[6] = _mm256_permute2f128_ps(w[2], w[6], 0x31);
-			x[7] = _mm256_permute2f128_ps(w[3], w[7], 0x31);
-			/* x[e] now holds element e of the 8 positions: fold4's tail */
-			{
-				__m256 t0 = _mm256_add_ps(x[0], x[4]), t1 = _mm256_add_ps(x[1], x[5]);
-				__m256 t2 = _mm256_add_ps(x[2], x[6]), t3 = _mm256_add_ps(x[3], x[7]);
-				__m256 r = _mm256_mul_ps(_mm256_add_ps(_mm256_add_ps(t0, t1), _mm256_add_ps(t2, t3)),
-							 _mm256_set1_ps(scale));
-
+				r = fold8(x, scale);
 				_mm256_storeu_ps(sc + p, r);
-				vmx = _mm256_max_ps(vmx, r);
 			}
+			vmx = _mm256_max_ps(vmx, r);
 		}
 		{
 			float m8[8];

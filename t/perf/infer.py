@@ -48,7 +48,7 @@ round of the offline job takes 10+ minutes; --offline-runs, --prompts and
 --only cut it down.
 
   python3 t/perf/infer.py [-r RUNS] [--offline-runs N] [-m MODEL] [--np N]
-      [--prompts N] [--max-seqs N] [--only pp,offline] [--q8 FILE] [--names A,B]
+      [--prompts N] [--max-seqs N] [--only pp,offline] [--q8 FILE] [--also FILE]... [--names A,B,...]
       [--bench-args ARGS] [--server-args ARGS]
 """
 import argparse, json, os, queue, random, shutil, signal, statistics, subprocess, sys, tempfile
@@ -485,7 +485,8 @@ def main():
     ap.add_argument("--q8", help="a Q8_0 model to use instead of quantizing one")
     ap.add_argument("--only", default="pp,offline", help="pp (pp512, tg128), offline")
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--names", default="Q4_1,Q8_0", help="what to call -m and --q8 in the table")
+    ap.add_argument("--names", default="Q4_1,Q8_0", help="what to call -m, --q8 and each --also in the table")
+    ap.add_argument("--also", action="append", default=[], help="one more model for pp/tg (repeatable)")
     ap.add_argument("--bench-args", default="", help="more llama-bench arguments, e.g. '-fa 0'")
     ap.add_argument("--server-args", default="", help="more llama-server arguments")
     a = ap.parse_args()
@@ -519,7 +520,7 @@ def main():
                 q8 = os.path.join(tmp, "q8_0.gguf")
                 subprocess.run([os.path.join(BIN, "quantize"), "-q", "-t", "q8_0", model, q8], check=True)
             rnd = random.Random(a.seed)
-            for name, m in zip(a.names.split(","), (model, q8)):
+            for name, m in zip(a.names.split(","), [model, q8] + a.also):
                 r = {"pp": ([], []), "tg": ([], [])}
                 for i in range(a.runs):
                     print("%s pp512/tg128 round %d/%d" % (name, i + 1, a.runs), file=sys.stderr)

@@ -183,6 +183,16 @@ typedef struct mm_job {
 
 enum { PREP_PLAIN, PREP_NORM, PREP_SWIGLU };
 
+/* The activation rows of a job lie this far apart in c->xq: packed to the
+ * job's own format, not the widest row's (the 1B shape's 2048-wide inputs
+ * took 9344 bytes a row, the width of ff's, and a tile of 8 or 16 rows
+ * then spread over four times the pages) */
+static size_t
+act_stride(const mm_job *j)
+{
+	return (dot_act_bytes(j->w[0]->type, j->cols) + 63) & ~(size_t)63;
+}
+
 static void
 prep_rows(mm_job *j, uint32_t b0, uint32_t b1)
 {
@@ -201,7 +211,7 @@ prep_rows(mm_job *j, uint32_t b0, uint32_t b1)
 			swiglu(c->simd, xn, src, c->u + (size_t)b * c->m->ff, cols);
 			src = xn;
 		}
-		dot_quantize_act(wt, src, c->xq + (size_t)b * c->xq_stride, cols);
+		dot_quantize_act(wt, src, c->xq + (size_t)b * act_stride(j), cols);
 	}
 }
 
@@ -230,7 +240,7 @@ mm_task(void *arg, int ith, int nth)
 		pool_split(ith, nth, w->rows, 16, &lo, &hi);
 		if (lo >= hi)
 			continue;
-		dot_rows(w->type, w->data, (size_t)lo, (size_t)hi, w->cols, c->xq, c->xq_stride,
+		dot_rows(w->type, w->data, (size_t)lo, (size_t)hi, w->cols, c->xq, act_stride(j),
 			 j->B, j->out[k], w->rows);
 		if (j->bias[k])
 			for (b = 0; b < j->B; b++)

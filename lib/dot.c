@@ -23,8 +23,8 @@
  *     the next rows prefetched by hand.
  *   - Q4_K, Q6_K: a super-block of a weight row unpacked to 8 vectors of
  *     codes and 8 of sub-block scales (AVX-512: 4 and 4, two chunks a
- *     register), then multiplied against up to 8 activation rows (one
- *     row: a form that keeps nothing and prefetches ahead);
+ *     register), then multiplied against up to 8 activation rows (AVX-512:
+ *     16; one row: a form that keeps nothing and prefetches ahead);
  *     sub-block scales are applied in integers (madd), the mins through
  *     Q8_K's bsums, one float step a super-block.
  *   - F32, F16, BF16: register tiles of FMAs over blocks that stay in L2,
@@ -1786,16 +1786,16 @@ unpack5_q6k(const uint8_t *w, struct ksb5 *u)
 	u->dmin = u->d;
 }
 
-/* a weight row against nx (1..8) activation rows from b: k_rows' sums */
+/* a weight row against nx (1..16) activation rows from b: k_rows' sums */
 INL5 void
 k5_rows(const struct kargs *a, int q6, int nx, size_t r, size_t b)
 {
 	const uint8_t *w = a->W + r * a->rb, *x = a->X + b * a->xs;
 	const size_t xs = a->xs;
-	__m256 acc[8];
+	__m256 acc[16];
 	struct ksb5 u;
 
-#pragma GCC unroll 8
+#pragma GCC unroll 16
 	for (int k = 0; k < nx; k++)
 		acc[k] = _mm256_setzero_ps();
 	for (size_t i = 0; i < a->nsb; i++, w += q6 ? Q6_K_B : Q4_K_B, x += Q8_K_B) {
@@ -1805,7 +1805,7 @@ k5_rows(const struct kargs *a, int q6, int nx, size_t r, size_t b)
 			unpack5_q6k(w, &u);
 		else
 			unpack5_q4k(w, &u);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
 		for (int k = 0; k < nx; k++) {
 			const uint8_t *xb = x + k * xs;
 			__m512i s5 = _mm512_setzero_si512();
@@ -1821,19 +1821,26 @@ k5_rows(const struct kargs *a, int q6, int nx, size_t r, size_t b)
 			acc[k] = k_acc(q6, acc[k], s, mi, u.d, u.dmin, dx);
 		}
 	}
-#pragma GCC unroll 8
+#pragma GCC unroll 16
 	for (int k = 0; k < nx; k++)
 		a->y[(b + k) * a->ldy + r] = hsum8(acc[k]);
 }
 
-/* (16 activation rows a super-block, not KX's 8, measured 1.15x faster
- * in dotbench but 0.85x in the engine's prompt steps on a 1B Q4_K_M,
- * whose activation rows lie further apart: 8 it is) */
+/* activation rows a super-block is unpacked for on this path: 16 (the
+ * unpack, paid once for them all, is the larger share here; dotbench
+ * 2048x4096x64: Q4_K 124 -> 147 GFLOP/s against 8, Q6_K 140 -> 153; a
+ * 1B Q4_K_M prompt step 92 -> 103 tok/s once the engine packed its
+ * activation rows: 16 rows at the widest row's stride were slower) */
+#ifndef K5X
+#define K5X 16
+#endif
 #define K5(q6, nx) \
 static AVX512 void k5_##q6##_##nx(const struct kargs *a, size_t r, size_t b) \
 { k5_rows(a, q6, nx, r, b); }
 K5(0, 2) K5(0, 3) K5(0, 4) K5(0, 5) K5(0, 6) K5(0, 7) K5(0, 8)
 K5(1, 2) K5(1, 3) K5(1, 4) K5(1, 5) K5(1, 6) K5(1, 7) K5(1, 8)
+K5(0, 9) K5(0, 10) K5(0, 11) K5(0, 12) K5(0, 13) K5(0, 14) K5(0, 15) K5(0, 16)
+K5(1, 9) K5(1, 10) K5(1, 11) K5(1, 12) K5(1, 13) K5(1, 14) K5(1, 15) K5(1, 16)
 
 static AVX512 int
 avx512_k(int q6, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t nsb,
@@ -1842,9 +1849,11 @@ avx512_k(int q6, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t nsb,
 	/* one activation row: AVX2's k_row1, which makes each piece of the
 	 * super-block just before its use (the 512-bit unpack costs more
 	 * than one row's products gain: 11 against 17 GB/s measured) */
-	static kfn *const fn[2][KX + 1] = {
-		{0, k_row1_0, k5_0_2, k5_0_3, k5_0_4, k5_0_5, k5_0_6, k5_0_7, k5_0_8},
-		{0, k_row1_1, k5_1_2, k5_1_3, k5_1_4, k5_1_5, k5_1_6, k5_1_7, k5_1_8},
+	static kfn *const fn[2][17] = {
+		{0, k_row1_0, k5_0_2, k5_0_3, k5_0_4, k5_0_5, k5_0_6, k5_0_7, k5_0_8,
+		 k5_0_9, k5_0_10, k5_0_11, k5_0_12, k5_0_13, k5_0_14, k5_0_15, k5_0_16},
+		{0, k_row1_1, k5_1_2, k5_1_3, k5_1_4, k5_1_5, k5_1_6, k5_1_7, k5_1_8,
+		 k5_1_9, k5_1_10, k5_1_11, k5_1_12, k5_1_13, k5_1_14, k5_1_15, k5_1_16},
 	};
 	struct kargs a = {W, rb, nsb, X, xs, y, ldy};
 	size_t panel = PANEL_BYTES / rb;
@@ -1853,8 +1862,8 @@ avx512_k(int q6, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t nsb,
 	for (size_t p0 = r0; p0 < r1; p0 += panel) {
 		size_t p1 = r1 - p0 < panel ? r1 : p0 + panel;
 
-		for (size_t b = 0; b < nb; b += KX) {
-			size_t nx = nb - b < KX ? nb - b : KX;
+		for (size_t b = 0; b < nb; b += K5X) {
+			size_t nx = nb - b < K5X ? nb - b : K5X;
 
 			for (size_t r = p0; r < p1; r++)
 				fn[q6][nx](&a, r, b);

@@ -20,8 +20,8 @@ struct cpu {
 	const model *m;
 	pool *pool;
 	int nth;
-	int simd;                /* AVX2/F16C attention kernels */
-	int isa;                 /* dot_isa() at the start: AVX-512 halves attention's loops */
+	int isa;                 /* dot_isa() at the start: from DOT_AVX2 on, the SIMD
+				  * attention, SwiGLU and RoPE; DOT_AVX512 halves attention's loops */
 	int bs_shift;            /* log2 of the block size, -1 if not a power of two */
 	uint32_t n_blocks, bs, max_tokens, max_out, max_ctx;
 	uint32_t qd, kvd, wide;  /* n_heads*head_dim, n_kv_heads*head_dim, max(dim, ff, qd) */
@@ -35,7 +35,6 @@ struct cpu {
 	float *rope;             /* (max_tokens, rope_dim) cos, sin pairs per token */
 	float *scores;           /* (nth, max_ctx) */
 	unsigned char *xq;       /* (max_tokens, act bytes of wide) quantized activations */
-	size_t xq_stride;
 	uint32_t *tpart;         /* (max_tokens) the part each token belongs to */
 	uint32_t *tout;          /* (max_out) token index of each logits row */
 	float *outx;             /* (max_out, dim) */
@@ -208,7 +207,7 @@ prep_rows(mm_job *j, uint32_t b0, uint32_t b1)
 			rmsnorm(xn, src, j->norm, cols, c->m->eps);
 			src = xn;
 		} else if (j->prep == PREP_SWIGLU) {
-			swiglu(c->simd, xn, src, c->u + (size_t)b * c->m->ff, cols);
+			swiglu(c->isa >= DOT_AVX2, xn, src, c->u + (size_t)b * c->m->ff, cols);
 			src = xn;
 		}
 		dot_quantize_act(wt, src, c->xq + (size_t)b * act_stride(j), cols);
@@ -331,7 +330,7 @@ rope_libm(const cpu *c, float *x, const float *r, uint32_t n_heads)
 static void
 rope_apply(const cpu *c, float *x, const float *r, uint32_t n_heads)
 {
-	if (c->simd)
+	if (c->isa >= DOT_AVX2)
 		rope_fma(c, x, r, n_heads);
 	else
 		rope_libm(c, x, r, n_heads);
@@ -710,7 +709,7 @@ attend_scalar(cpu *c, uint32_t layer, uint32_t t, uint32_t h, float *sc)
 static void
 attend(cpu *c, uint32_t layer, uint32_t t, uint32_t h, float *sc)
 {
-	if (c->simd && c->m->head_dim % 8 == 0)
+	if (c->isa >= DOT_AVX2 && c->m->head_dim % 8 == 0)
 		attend_avx2(c, layer, t, h, sc);
 	else
 		attend_scalar(c, layer, t, h, sc);
@@ -867,8 +866,7 @@ cpu_new(const model *m, uint32_t n_blocks, uint32_t block_size, uint32_t max_tok
 	c->wide = m->dim > m->ff ? m->dim : m->ff;
 	if (c->qd > c->wide)
 		c->wide = c->qd;
-	c->simd = dot_simd();   /* AVX2, FMA and F16C (dot checks all three) */
-	c->isa = dot_isa();
+	c->isa = dot_isa();     /* AVX2 means FMA and F16C too (dot checks all three) */
 	if (m->head_dim > 512) {
 		seterr(err, errlen, "head size %u is larger than 512", m->head_dim);
 		free(c);
@@ -884,7 +882,7 @@ cpu_new(const model *m, uint32_t n_blocks, uint32_t block_size, uint32_t max_tok
 			if ((a = dot_act_bytes(w[k]->type, w[k]->cols)) > act)
 				act = a;
 	}
-	c->xq_stride = (act + 63) & ~(size_t)63;
+	act = (act + 63) & ~(size_t)63;    /* room for the widest row; act_stride packs each job's */
 	if (!(c->kc = big(cache * 2, err, errlen, "the K cache"))
 	    || !(c->vc = big(cache * 2, err, errlen, "the V cache"))
 	    || !(c->x = big((size_t)max_tokens * m->dim * 4, err, errlen, "activations"))
@@ -897,7 +895,7 @@ cpu_new(const model *m, uint32_t n_blocks, uint32_t block_size, uint32_t max_tok
 	    || !(c->u = big((size_t)max_tokens * m->ff * 4, err, errlen, "activations"))
 	    || !(c->tmp = big((size_t)max_tokens * m->dim * 4, err, errlen, "activations"))
 	    || !(c->rope = big((size_t)max_tokens * m->rope_dim * 4, err, errlen, "activations"))
-	    || !(c->xq = big((size_t)max_tokens * c->xq_stride, err, errlen, "activations"))
+	    || !(c->xq = big((size_t)max_tokens * act, err, errlen, "activations"))
 	    || !(c->tpart = big((size_t)max_tokens * 4, err, errlen, "activations"))
 	    || !(c->outx = big((size_t)max_out * m->dim * 4, err, errlen, "activations"))) {
 		cpu_free(c);
@@ -966,7 +964,8 @@ be_open(const model *m, uint32_t n_blocks, uint32_t bs, uint32_t max_tokens, uin
 		seterr(err, errlen, "SLUICE_ISA=%s: not scalar, avx2 or avx512", e);
 		return 0;
 	}
-	if (e && dot_set_isa(dot_isa_parse(e)) < 0) {
+	/* a valid one is dot's default already (it reads the same variable) */
+	if (e && dot_isa_parse(e) > dot_isa_max()) {
 		seterr(err, errlen, "SLUICE_ISA=%s: this CPU lacks %s (it runs %s at best)", e,
 		       dot_isa_name(dot_isa_parse(e)), dot_isa_name(dot_isa_max()));
 		return 0;

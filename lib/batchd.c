@@ -365,12 +365,7 @@ end_req(batchd *b, breq *r, const char *code, const char *message)
 		msgpack_pack_array(&pk, 0);
 		msg_pk_str(&pk, "finish");
 		msg_pk_str(&pk, "timeout");
-		msg_pk_str(&pk, "error");
-		msgpack_pack_map(&pk, 2);
-		msg_pk_str(&pk, "code");
-		msg_pk_str(&pk, code);
-		msg_pk_str(&pk, "message");
-		msg_pk_str(&pk, message);
+		msg_pk_error_pair(&pk, code, message);
 		io_send(r->cl->conn, b->sb.data, b->sb.size);
 	} else if (r->cl)
 		send_error(b, r->cl->conn, r->id, r->idlen, code, message);

@@ -110,12 +110,8 @@ pack_duplicate(infer *d, io_conn *c, const char *id, size_t idlen)
 	msg_pk_strn(&pk, id, idlen);
 	msg_pk_str(&pk, "finish");
 	msg_pk_str(&pk, "error");
-	msg_pk_str(&pk, "error");
-	msgpack_pack_map(&pk, 2);
-	msg_pk_str(&pk, "code");
-	msg_pk_str(&pk, "duplicate_id");
-	msg_pk_str(&pk, "message");
-	msg_pk_str(&pk, "a request with this id is in flight on this connection; this one was ignored");
+	msg_pk_error_pair(&pk, "duplicate_id",
+			  "a request with this id is in flight on this connection; this one was ignored");
 	io_send(c, d->sb.data, d->sb.size);
 }
 

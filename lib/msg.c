@@ -833,6 +833,17 @@ msg_pk_passthrough(msgpack_packer *pk, const msg *m,
 }
 
 void
+msg_pk_error_pair(msgpack_packer *pk, const char *code, const char *message)
+{
+	msg_pk_str(pk, "error");
+	msgpack_pack_map(pk, 2);
+	msg_pk_str(pk, "code");
+	msg_pk_str(pk, code ? code : "internal");
+	msg_pk_str(pk, "message");
+	msg_pk_str(pk, message ? message : "");
+}
+
+void
 msg_pk_error(msgpack_packer *pk, const char *id, size_t idlen,
 	     const char *code, const char *message)
 {
@@ -845,12 +856,7 @@ msg_pk_error(msgpack_packer *pk, const char *id, size_t idlen,
 	}
 	msg_pk_str(pk, "finish");
 	msg_pk_str(pk, "error");
-	msg_pk_str(pk, "error");
-	msgpack_pack_map(pk, 2);
-	msg_pk_str(pk, "code");
-	msg_pk_str(pk, code ? code : "internal");
-	msg_pk_str(pk, "message");
-	msg_pk_str(pk, message ? message : "");
+	msg_pk_error_pair(pk, code, message);
 }
 
 uint64_t

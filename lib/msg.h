@@ -118,6 +118,9 @@ void msg_pk_strn(msgpack_packer *pk, const char *s, size_t n);
  * NULL); a root that is not a map keeps nothing. */
 void msg_pk_passthrough(msgpack_packer *pk, const msg *m,
 			const char *const *drop, size_t ndrop, size_t nnew);
+/* The pair error: {code, message} of an error event (NULL code: "internal"),
+ * for a caller that packs the event's other keys itself. */
+void msg_pk_error_pair(msgpack_packer *pk, const char *code, const char *message);
 /* An error event: {id (if idlen != (size_t)-1), finish: "error", error: {code, message}}. */
 void msg_pk_error(msgpack_packer *pk, const char *id, size_t idlen,
 		  const char *code, const char *message);

@@ -310,12 +310,7 @@ error_result(run *r, const char *id, size_t idlen, const msg *keys, int keep_id,
 		}
 		msg_pk_str(&pk, "finish");
 		msg_pk_str(&pk, "error");
-		msg_pk_str(&pk, "error");
-		msgpack_pack_map(&pk, 2);
-		msg_pk_str(&pk, "code");
-		msg_pk_str(&pk, code);
-		msg_pk_str(&pk, "message");
-		msg_pk_str(&pk, message);
+		msg_pk_error_pair(&pk, code, message);
 		msg_pk_str(&pk, "text");
 		msg_pk_strn(&pk, t, tn);
 		stream_out_end(&r->res);

@@ -5,8 +5,8 @@
  * integer sums.
  *
  * Formats of the activations (little-endian; lib/quant has the weights'):
- *   Q8_0 34 bytes: f16 d, 32 int8            (for Q4_0, Q8_0 weights)
- *   Q8_1 36 bytes: f16 d, f16 s, 32 int8     (for Q4_1)
+ *   Q8_0 34 bytes: f16 d, 32 int8            (for Q4_0, Q5_0, Q8_0 weights)
+ *   Q8_1 36 bytes: f16 d, f16 s, 32 int8     (for Q4_1, Q5_1)
  *   Q8_K 292 bytes: f32 d, 256 int8, 16 int16 bsums (sums of 16 codes)
  *   F32 for F32, F16 and BF16 weights (the weights are widened instead).
  * The codes are those of ggml's x86 quantizers: Q8_0 and Q8_1 as the AVX2
@@ -14,7 +14,7 @@
  * Q8_K as quantize_row_q8_K_ref (the signed max maps to -127).
  *
  * How the products are organised (nearly all of the engine's time):
- *   - Q4_0, Q4_1, Q8_0: every (weight row, activation row) pair summed in
+ *   - Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: every (weight row, activation row) pair summed in
  *     ggml's order, 8 float lanes with one FMA a block, whatever the batch.
  *     4 or more activation rows: tiles of 2 weight rows by 4 (AVX-512: 4
  *     by up to 8) that share the unpacked weights and the scale products;
@@ -30,8 +30,8 @@
  *   - F32, F16, BF16: register tiles of FMAs over blocks that stay in L2,
  *     or OpenBLAS's sgemm for 32 or more activation rows when built with
  *     -DSLUICE_OPENBLAS and linked with -lopenblas.
- * The integer sums are ggml's (Q4_0: sum((q-8)*x); Q4_1: sum(q*x) and
- * m * s with Q8_1's f16 s; K types: scales and mins as ggml applies them),
+ * The integer sums are ggml's (Q4_0: sum((q-8)*x), Q5_0: sum((q-16)*x);
+ * Q4_1 and Q5_1: sum(q*x) and m * s with Q8_1's f16 s; K types: scales and mins as ggml applies them),
  * so only float rounding separates these products from llama.cpp's. The
  * scale of every activation block (with its sum of codes or its s) is
  * converted once per call into a thread-local scratch, 8 activation rows
@@ -52,6 +52,8 @@
 #define Q8_K_B 292
 #define Q4_0_B 18
 #define Q4_1_B 20
+#define Q5_0_B 22
+#define Q5_1_B 24
 #define Q4_K_B 144
 #define Q6_K_B 210
 #define NONE ((uint32_t)-1)
@@ -265,9 +267,11 @@ dot_act_type(uint32_t wtype)
 	case QUANT_BF16:
 		return QUANT_F32;
 	case QUANT_Q4_0:
+	case QUANT_Q5_0:
 	case QUANT_Q8_0:
 		return QUANT_Q8_0;
 	case QUANT_Q4_1:
+	case QUANT_Q5_1:
 		return QUANT_Q8_1;
 	case QUANT_Q4_K:
 	case QUANT_Q6_K:
@@ -404,23 +408,29 @@ dot_quantize_act(uint32_t wtype, const float *x, void *dst, size_t n)
  * One weight row against one activation row at a time. The integer sums
  * of a block are exact; each block adds its float terms to one float. */
 
-/* Q4_0: ggml's integer sum((q-8)*x); Q4_1: sum(q*x), then m * s with
- * Q8_1's s (d times the sum of the codes, rounded to f16) as ggml does */
+/* Q4_0: ggml's integer sum((q-8)*x), Q5_0: sum((q-16)*x); Q4_1 and Q5_1:
+ * sum(q*x), then m * s with Q8_1's s (d times the sum of the codes,
+ * rounded to f16) as ggml does. A Q5 code is the nibble with bit j of the
+ * 32-bit qh above it (element j: low nibbles are 0..15, high 16..31). */
 static float
 sc_q4(uint32_t t, const uint8_t *w, const uint8_t *x, size_t nblk)
 {
-	int q41 = t == QUANT_Q4_1, wb = q41 ? Q4_1_B : Q4_0_B, wo = q41 ? 4 : 2;
-	int xb = q41 ? Q8_1_B : Q8_0_B, xo = q41 ? 4 : 2, z = q41 ? 0 : 8;
+	int min = t == QUANT_Q4_1 || t == QUANT_Q5_1, q5 = t == QUANT_Q5_0 || t == QUANT_Q5_1;
+	int wb = (int)quant_row_bytes(t, QK), wo = (min ? 4 : 2) + (q5 ? 4 : 0);
+	int xb = min ? Q8_1_B : Q8_0_B, xo = min ? 4 : 2, z = min ? 0 : q5 ? 16 : 8;
 	float sum = 0.f;
 
 	for (size_t i = 0; i < nblk; i++, w += wb, x += xb) {
 		const int8_t *q = (const int8_t *)(x + xo);
+		uint32_t qh = q5 ? (uint32_t)w[wo - 4] | (uint32_t)w[wo - 3] << 8
+				 | (uint32_t)w[wo - 2] << 16 | (uint32_t)w[wo - 1] << 24 : 0;
 		int is = 0;
 
 		for (int j = 0; j < 16; j++)
-			is += ((w[wo + j] & 15) - z) * q[j] + ((w[wo + j] >> 4) - z) * q[j + 16];
+			is += (((w[wo + j] & 15) | (qh >> j & 1) << 4) - z) * q[j]
+			    + ((w[wo + j] >> 4 | (qh >> (j + 16) & 1) << 4) - z) * q[j + 16];
 		sum += (rdf16(w) * rdf16(x)) * (float)is;
-		if (q41)
+		if (min)
 			sum += rdf16(w + 2) * rdf16(x + 2);
 	}
 	return sum;
@@ -550,6 +560,8 @@ scalar_rows(uint32_t t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_
 			switch (t) {
 			case QUANT_Q4_0:
 			case QUANT_Q4_1:
+			case QUANT_Q5_0:
+			case QUANT_Q5_1:
 				v = sc_q4(t, w, x, n / QK);
 				break;
 			case QUANT_Q8_0:
@@ -588,6 +600,51 @@ nib32(const uint8_t *p)
 	__m128i v = _mm_loadu_si128((const __m128i *)p);
 
 	return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(15));
+}
+
+/* bit j of the 32 bits at p -> byte j all ones, the others zero */
+INL __m256i
+bits32(const uint8_t *p)
+{
+	uint32_t u;
+	__m256i rep, bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+
+	memcpy(&u, p, 4);
+	/* byte j gets byte j/8 of u, then keeps bit j%8 of it */
+	rep = _mm256_shuffle_epi8(_mm256_set1_epi32((int)u),
+				  _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+						    0x0101010101010101, 0));
+	return _mm256_cmpeq_epi8(_mm256_and_si256(rep, bit), bit);
+}
+
+/* The 32-element block types by the kernels' number t: 0 Q4_0, 1 Q4_1,
+ * 2 Q8_0, 3 Q5_0, 4 Q5_1 - bytes a block, where its codes start (a Q5
+ * type's 32 high bits are the 4 bytes before), and whether it has a min
+ * (m * s added, against Q8_1 activations). */
+static const int qwb[5] = {Q4_0_B, Q4_1_B, Q8_0_B, Q5_0_B, Q5_1_B};
+static const int qwo[5] = {2, 4, 2, 6, 8};
+#define QMIN(t) ((t) == 1 || (t) == 4)
+
+/* a block's 32 codes as ggml's AVX2 code has them: signed values (Q4_0
+ * nibble - 8, Q5_0 code - 16, Q8_0 as stored) or unsigned ones (Q4_1,
+ * Q5_1: 0..15, 0..31) */
+INL __m256i
+qcodes(int t, const uint8_t *w)
+{
+	const uint8_t *q = w + qwo[t];
+
+	switch (t) {
+	case 0:
+		return _mm256_sub_epi8(nib32(q), _mm256_set1_epi8(8));
+	case 1:
+		return nib32(q);
+	case 2:
+		return ld256(q);
+	case 3:         /* code - 16: the nibble with 0xF0 above it where the bit is 0 */
+		return _mm256_or_si256(nib32(q), _mm256_andnot_si256(bits32(q - 4), _mm256_set1_epi8((char)0xF0)));
+	default:
+		return _mm256_or_si256(nib32(q), _mm256_and_si256(bits32(q - 4), _mm256_set1_epi8(16)));
+	}
 }
 
 /* the two f16 at p as (p[0], p[1], 0, 0) */
@@ -804,13 +861,12 @@ struct qarg {
 
 /* rw weight rows from r against nx (1..3) activation rows from b (all in
  * one octet), one FMA a block and pair: the decode shape, where weights
- * stream once. Q4_1 (t 1) multiplies unsigned codes and adds m * s;
- * Q4_0 (t 0) and Q8_0 (t 2) signed codes, ggml's sums exactly. */
+ * stream once. Q4_1 and Q5_1 multiply unsigned codes and add m * s;
+ * Q4_0, Q5_0 and Q8_0 signed codes, ggml's sums exactly. */
 INL void
 q_rows(const struct qarg *a, int t, int rw, int nx, size_t r, size_t b)
 {
-	const int wb = t == 1 ? Q4_1_B : t == 0 ? Q4_0_B : Q8_0_B, wo = t == 1 ? 4 : 2;
-	const int xb = t == 1 ? Q8_1_B : Q8_0_B, xo = t == 1 ? 4 : 2;
+	const int wb = qwb[t], mn = QMIN(t), xb = mn ? Q8_1_B : Q8_0_B, xo = mn ? 4 : 2;
 	const uint8_t *w = a->W + r * a->rb, *x = a->X + b * a->xs + xo;
 	const size_t rb = a->rb, xs = a->xs, off = b / 8 * a->nblk * 8 + b % 8;
 	const float *pd = a->pd + off, *ps = (const float *)a->p2 + off;
@@ -833,29 +889,24 @@ q_rows(const struct qarg *a, int t, int rw, int nx, size_t r, size_t b)
 #pragma GCC unroll 4
 		for (int j = 0; j < rw; j++) {
 			dm[j] = f16x2(w + j * rb);      /* (d, m) or (d, junk) */
-			if (t == 1)
-				q[j] = nib32(w + j * rb + wo);
-			else if (t == 0)
-				q[j] = _mm256_sub_epi8(nib32(w + j * rb + wo), _mm256_set1_epi8(8));
-			else
-				q[j] = ld256(w + j * rb + wo);
-			aq[j] = t == 1 ? q[j] : _mm256_sign_epi8(q[j], q[j]);
+			q[j] = qcodes(t, w + j * rb);
+			aq[j] = mn ? q[j] : _mm256_sign_epi8(q[j], q[j]);
 		}
 #pragma GCC unroll 3
 		for (int k = 0; k < nx; k++) {
 			__m256i xv = ld256(x + k * xs);
 			/* (dx, s) of this activation block */
-			__m128 ds = _mm_unpacklo_ps(_mm_set_ss(pd[k]), _mm_set_ss(t == 1 ? ps[k] : 0.f));
+			__m128 ds = _mm_unpacklo_ps(_mm_set_ss(pd[k]), _mm_set_ss(mn ? ps[k] : 0.f));
 
 #pragma GCC unroll 4
 			for (int j = 0; j < rw; j++) {
 				__m128 pr = _mm_mul_ps(dm[j], ds);      /* (d*dx, m*s) */
-				__m256i sy = t == 1 ? xv : _mm256_sign_epi8(xv, q[j]);
+				__m256i sy = mn ? xv : _mm256_sign_epi8(xv, q[j]);
 				__m256i s = pairs32(_mm256_maddubs_epi16(aq[j], sy));
 
 				acc[j][k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(pr),
 							    _mm256_cvtepi32_ps(s), acc[j][k]);
-				if (t == 1)
+				if (mn)
 					accm[j][k] = _mm_add_ps(accm[j][k], pr);
 			}
 		}
@@ -866,7 +917,7 @@ q_rows(const struct qarg *a, int t, int rw, int nx, size_t r, size_t b)
 		for (int k = 0; k < nx; k++) {
 			float v = hsum8(acc[j][k]);
 
-			if (t == 1)
+			if (mn)
 				v += _mm_cvtss_f32(_mm_movehdup_ps(accm[j][k]));
 			a->y[(b + k) * a->ldy + r + j] = v;
 		}
@@ -874,14 +925,13 @@ q_rows(const struct qarg *a, int t, int rw, int nx, size_t r, size_t b)
 
 /* The batch shape: 2 weight rows against 4 activation rows (b % 4 == 0,
  * inside one octet), each pair summed exactly as q_rows sums it (8 float
- * lanes, one FMA a block; Q4_1's m * s added in float), with the shared
+ * lanes, one FMA a block; a min type's m * s added in float), with the shared
  * work done once: d times each activation's scale as one vector multiply
  * of broadcasts, the four m * s at once in a 4-lane vector. */
 INL void
 q_tile(const struct qarg *a, int t, size_t r, size_t b)
 {
-	const int wb = t == 1 ? Q4_1_B : t == 0 ? Q4_0_B : Q8_0_B, wo = t == 1 ? 4 : 2;
-	const int xb = t == 1 ? Q8_1_B : Q8_0_B, xo = t == 1 ? 4 : 2;
+	const int wb = qwb[t], mn = QMIN(t), xb = mn ? Q8_1_B : Q8_0_B, xo = mn ? 4 : 2;
 	const uint8_t *w = a->W + r * a->rb, *x = a->X + b * a->xs + xo;
 	const size_t rb = a->rb, xs = a->xs, off = b / 8 * a->nblk * 8 + b % 8;
 	const float *pd = a->pd + off, *ps = (const float *)a->p2 + off;
@@ -909,17 +959,11 @@ q_tile(const struct qarg *a, int t, size_t r, size_t b)
 		for (int j = 0; j < 2; j++) {
 			const uint8_t *wj = w + j * rb;
 
-			if (t == 1) {
-				q[j] = nib32(wj + wo);
-				/* the four m * s of this block, in order of the activation rows */
+			q[j] = qcodes(t, wj);
+			if (mn)         /* the four m * s of this block, in order of the activation rows */
 				accm[j] = _mm_add_ps(accm[j], _mm_mul_ps(_mm_set1_ps(_cvtsh_ss(rd16(wj + 2))),
 									 _mm_loadu_ps(ps)));
-			} else if (t == 0) {
-				q[j] = _mm256_sub_epi8(nib32(wj + wo), _mm256_set1_epi8(8));
-			} else {
-				q[j] = ld256(wj + wo);
-			}
-			aq[j] = t == 1 ? q[j] : _mm256_sign_epi8(q[j], q[j]);
+			aq[j] = mn ? q[j] : _mm256_sign_epi8(q[j], q[j]);
 		}
 #pragma GCC unroll 4
 		for (int k = 0; k < 4; k++) {
@@ -927,7 +971,7 @@ q_tile(const struct qarg *a, int t, size_t r, size_t b)
 
 #pragma GCC unroll 2
 			for (int j = 0; j < 2; j++) {
-				__m256i sy = t == 1 ? xv : _mm256_sign_epi8(xv, q[j]);
+				__m256i sy = mn ? xv : _mm256_sign_epi8(xv, q[j]);
 				__m256i s = pairs32(_mm256_maddubs_epi16(aq[j], sy));
 
 				acc[j][k] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(dd, _mm256_set1_epi32(4 * j + k)),
@@ -942,7 +986,7 @@ q_tile(const struct qarg *a, int t, size_t r, size_t b)
 		for (int k = 0; k < 4; k++) {
 			float v = hsum8(acc[j][k]);
 
-			if (t == 1)
+			if (mn)
 				v += m4[k];
 			a->y[(b + k) * a->ldy + r + j] = v;
 		}
@@ -961,13 +1005,17 @@ static qfn *const q_rows_##t[4][2] = {{0, 0}, {q_rows_##t##_1_1, q_rows_##t##_4_
 Q_ALL(0)
 Q_ALL(1)
 Q_ALL(2)
+Q_ALL(3)
+Q_ALL(4)
+static qfn *const q_tiles[5] = {q_tile_0, q_tile_1, q_tile_2, q_tile_3, q_tile_4};
+static qfn *const (*const q_rows_t[5])[2] = {q_rows_0, q_rows_1, q_rows_2, q_rows_3, q_rows_4};
 
-/* t: 0 Q4_0, 1 Q4_1, 2 Q8_0 */
+/* t: qcodes' number of the type */
 static AVX2 int
 avx2_q(int t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t nblk,
        const uint8_t *X, size_t xs, size_t nb, float *y, size_t ldy)
 {
-	qfn *const (*rows)[2] = t == 0 ? q_rows_0 : t == 1 ? q_rows_1 : q_rows_2;
+	qfn *const (*rows)[2] = q_rows_t[t];
 	size_t per, b = 0;
 	float *pd;
 	struct qarg a;
@@ -975,7 +1023,7 @@ avx2_q(int t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t nblk,
 	if (__builtin_mul_overflow((nb + 7) / 8 * 8, nblk, &per) || per > SIZE_MAX / 2
 	    || !(pd = scratch_get(2 * per)))
 		return -1;
-	prep_act32(X, xs, nb, nblk, t == 1 ? PREP_S : PREP_D, pd, pd + per);
+	prep_act32(X, xs, nb, nblk, QMIN(t) ? PREP_S : PREP_D, pd, pd + per);
 	a = (struct qarg){W, rb, nblk, X, xs, pd, pd + per, y, ldy, NULL};
 	/* Every activation row gets the same arithmetic whatever nb is: the
 	 * decode form (8 float lanes per weight row and activation row, ggml's
@@ -987,10 +1035,8 @@ avx2_q(int t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t nblk,
 		size_t left = 8 - b % 8, nx = nb - b < 3 ? nb - b : 3, rw, r = r0;
 
 		if (b % 4 == 0 && nb - b >= 4) {
-			qfn *tile = t == 0 ? q_tile_0 : t == 1 ? q_tile_1 : q_tile_2;
-
 			for (; r + 2 <= r1; r += 2)
-				tile(&a, r, b);
+				q_tiles[t](&a, r, b);
 			if (r < r1)     /* an odd last row: one at a time, the same sums */
 				for (size_t k = 0; k < 4; k += 2)
 					rows[2][0](&a, r, b + k);
@@ -1535,7 +1581,7 @@ nib32x2(const uint8_t *w0, const uint8_t *w1)
 
 /* The activation side of the offset: for each block, -z times the sums of
  * its four-code groups (8 int32 lanes), z = 128 for Q8_0 weights, 8 for
- * Q4_0; laid out as the scales, 8 lanes per entry. */
+ * Q4_0, 16 for Q5_0; laid out as the scales, 8 lanes per entry. */
 static AVX2 void
 prep_bias(const uint8_t *X, size_t xs, size_t nb, size_t nblk, int z, int32_t *bias)
 {
@@ -1559,8 +1605,7 @@ prep_bias(const uint8_t *X, size_t xs, size_t nb, size_t nblk, int z, int32_t *b
 INL5 void
 q5_tile(const struct qarg *a, int t, int np, int nx, size_t r, size_t b)
 {
-	const int wb = t == 1 ? Q4_1_B : t == 0 ? Q4_0_B : Q8_0_B, wo = t == 1 ? 4 : 2;
-	const int xb = t == 1 ? Q8_1_B : Q8_0_B, xo = t == 1 ? 4 : 2;
+	const int wb = qwb[t], wo = qwo[t], mn = QMIN(t), xb = mn ? Q8_1_B : Q8_0_B, xo = mn ? 4 : 2;
 	const uint8_t *w = a->W + r * a->rb, *x = a->X + b * a->xs + xo;
 	const size_t rb = a->rb, xs = a->xs, off = b / 8 * a->nblk * 8 + b % 8;
 	const float *pd = a->pd + off, *ps = (const float *)a->p2 + off;
@@ -1590,7 +1635,10 @@ q5_tile(const struct qarg *a, int t, int np, int nx, size_t r, size_t b)
 							_mm512_set1_epi8((char)0x80));
 			else
 				q[p] = nib32x2(w0 + wo, w1 + wo);
-			if (t == 1 && nx == 1) {
+			if (t >= 3)     /* Q5: the fifth bit over the nibble, codes 0..31 */
+				q[p] = _mm512_or_si512(q[p], _mm512_and_si512(join(bits32(w0 + wo - 4),
+					bits32(w1 + wo - 4)), _mm512_set1_epi8(16)));
+			if (mn && nx == 1) {
 				/* (d0, m0, d1, m1): d for the products, m * s added
 				 * into lanes 1 and 3 as q_rows adds its pr */
 				uint32_t h0, h1;
@@ -1608,7 +1656,7 @@ q5_tile(const struct qarg *a, int t, int np, int nx, size_t r, size_t b)
 			}
 			dw[p] = _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
 				_mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(rd16(w0) | rd16(w1) << 16))));
-			if (t == 1) {
+			if (mn) {
 				/* the m * s of each activation row, as q_tile adds them */
 				__m256 s8 = _mm256_maskz_loadu_ps(mk, ps);
 
@@ -1621,7 +1669,7 @@ q5_tile(const struct qarg *a, int t, int np, int nx, size_t r, size_t b)
 #pragma GCC unroll 8
 		for (int k = 0; k < nx; k++) {
 			__m512i xv = _mm512_broadcast_i64x4(ld256(x + k * xs));
-			__m512i bi = t == 1 ? _mm512_setzero_si512() : _mm512_broadcast_i64x4(ld256(bs + 8 * k));
+			__m512i bi = mn ? _mm512_setzero_si512() : _mm512_broadcast_i64x4(ld256(bs + 8 * k));
 			__m512 dx = _mm512_set1_ps(pd[k]);
 
 #pragma GCC unroll 4
@@ -1636,7 +1684,7 @@ q5_tile(const struct qarg *a, int t, int np, int nx, size_t r, size_t b)
 	for (int p = 0; p < np; p++) {
 		float m0[8], m1[8];
 
-		if (t == 1 && nx == 1) {
+		if (mn && nx == 1) {
 			/* lanes 1 and 3 of accm[p]: m * s of rows 2p and 2p+1 */
 			float m4[4];
 
@@ -1650,7 +1698,7 @@ q5_tile(const struct qarg *a, int t, int np, int nx, size_t r, size_t b)
 		for (int k = 0; k < nx; k++) {
 			float v0 = hsum8(lo8(acc[p][k])), v1 = hsum8(hi8(acc[p][k]));
 
-			if (t == 1)
+			if (mn)
 				v0 += m0[k], v1 += m1[k];
 			a->y[(b + k) * a->ldy + r + 2 * p] = v0;
 			a->y[(b + k) * a->ldy + r + 2 * p + 1] = v1;
@@ -1668,32 +1716,35 @@ static qfn *const q5_##t[9] = {0, q5_##t##_4_1, q5_##t##_2_2, q5_##t##_2_3, q5_#
 Q5_ALL(0)
 Q5_ALL(1)
 Q5_ALL(2)
-Q5(0, 2, 1) Q5(1, 2, 1) Q5(2, 2, 1)
-static qfn *const q5_rows4[3] = {q5_0_2_1, q5_1_2_1, q5_2_2_1};
+Q5_ALL(3)
+Q5_ALL(4)
+static qfn *const *const q5_tiles[5] = {q5_0, q5_1, q5_2, q5_3, q5_4};
+Q5(0, 2, 1) Q5(1, 2, 1) Q5(2, 2, 1) Q5(3, 2, 1) Q5(4, 2, 1)
+static qfn *const q5_rows4[5] = {q5_0_2_1, q5_1_2_1, q5_2_2_1, q5_3_2_1, q5_4_2_1};
 
 /* weight bytes a panel of rows may take: the panel stays in L2 while
  * every octet of activation rows goes over it */
 #define PANEL_BYTES (512 * 1024)
 
-/* t: 0 Q4_0, 1 Q4_1, 2 Q8_0 */
+/* t: qcodes' number of the type */
 static AVX512 int
 avx512_q(int t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size_t nblk,
 	 const uint8_t *X, size_t xs, size_t nb, float *y, size_t ldy)
 {
-	qfn *const *tiles = t == 0 ? q5_0 : t == 1 ? q5_1 : q5_2;
-	qfn *const (*rows)[2] = t == 0 ? q_rows_0 : t == 1 ? q_rows_1 : q_rows_2;
+	qfn *const *tiles = q5_tiles[t];
+	qfn *const (*rows)[2] = q_rows_t[t];
 	size_t per, panel;
 	float *pd;
 	struct qarg a;
 
 	if (__builtin_mul_overflow((nb + 7) / 8 * 8, nblk, &per) || per > SIZE_MAX / 16
-	    || !(pd = scratch_get(t == 1 ? 2 * per : per * 9)))
+	    || !(pd = scratch_get(QMIN(t) ? 2 * per : per * 9)))
 		return -1;
-	prep_act32(X, xs, nb, nblk, t == 1 ? PREP_S : PREP_D, pd, pd + per);
+	prep_act32(X, xs, nb, nblk, QMIN(t) ? PREP_S : PREP_D, pd, pd + per);
 	a = (struct qarg){W, rb, nblk, X, xs, pd, pd + per, y, ldy, NULL};
-	if (t != 1) {
+	if (!QMIN(t)) {
 		a.bias = (const int32_t *)(const void *)(pd + per);
-		prep_bias(X, xs, nb, nblk, t == 0 ? 8 : 128, (int32_t *)(void *)(pd + per));
+		prep_bias(X, xs, nb, nblk, t == 0 ? 8 : t == 3 ? 16 : 128, (int32_t *)(void *)(pd + per));
 	}
 	panel = PANEL_BYTES / rb / 8 * 8;
 	panel = panel < 8 ? 8 : panel;
@@ -1967,6 +2018,19 @@ avx512_float(uint32_t t, const uint8_t *W, size_t rb, size_t r0, size_t r1, size
 
 /* ------------------------------------------------------------ the entry point */
 
+/* the kernels' number of a 32-element block type (qwb's index) */
+static int
+qnum(uint32_t wtype)
+{
+	switch (wtype) {
+	case QUANT_Q4_0: return 0;
+	case QUANT_Q4_1: return 1;
+	case QUANT_Q8_0: return 2;
+	case QUANT_Q5_0: return 3;
+	default: return 4;
+	}
+}
+
 void
 dot_rows(uint32_t wtype, const void *W, size_t r0, size_t r1, size_t n,
 	 const void *xq, size_t xq_stride, size_t nb, float *y, size_t ldy)
@@ -1989,8 +2053,9 @@ dot_rows(uint32_t wtype, const void *W, size_t r0, size_t r1, size_t n,
 		case QUANT_Q4_0:
 		case QUANT_Q4_1:
 		case QUANT_Q8_0:
-			rc = avx512_q(wtype == QUANT_Q4_0 ? 0 : wtype == QUANT_Q4_1 ? 1 : 2, w, rb, r0, r1,
-				      n / QK, x, xq_stride, nb, y, ldy);
+		case QUANT_Q5_0:
+		case QUANT_Q5_1:
+			rc = avx512_q(qnum(wtype), w, rb, r0, r1, n / QK, x, xq_stride, nb, y, ldy);
 			break;
 		case QUANT_Q4_K:
 		case QUANT_Q6_K:
@@ -2005,8 +2070,9 @@ dot_rows(uint32_t wtype, const void *W, size_t r0, size_t r1, size_t n,
 		case QUANT_Q4_0:
 		case QUANT_Q4_1:
 		case QUANT_Q8_0:
-			rc = avx2_q(wtype == QUANT_Q4_0 ? 0 : wtype == QUANT_Q4_1 ? 1 : 2, w, rb, r0, r1,
-				    n / QK, x, xq_stride, nb, y, ldy);
+		case QUANT_Q5_0:
+		case QUANT_Q5_1:
+			rc = avx2_q(qnum(wtype), w, rb, r0, r1, n / QK, x, xq_stride, nb, y, ldy);
 			break;
 		case QUANT_Q4_K:
 		case QUANT_Q6_K:

@@ -226,7 +226,7 @@ def tiny_commands():
 	for t in ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"]:
 		cmds.append((t, ["sluice"] + SYNTH + ["--type", t,
 						      "-o", "tiny-%s.gguf" % t]))
-	for t in ["q4_k", "q6_k"]:
+	for t in ["q4_k", "q6_k", "q5_0", "q5_1"]:
 		cmds.append((t, ["quantize", "-q", "-t", t, "tiny-f32.gguf",
 				 "tiny-%s.gguf" % t]))
 	# one model with its own output.weight (all the others are tied)

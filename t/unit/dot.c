@@ -84,7 +84,8 @@ act_err_bound(uint32_t at, const float *x, size_t n, size_t k0, size_t blk)
 }
 
 static const uint32_t wtypes[] = {
-	QUANT_F32, QUANT_F16, QUANT_BF16, QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_1, QUANT_Q4_K, QUANT_Q6_K,
+	QUANT_F32, QUANT_F16, QUANT_BF16, QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_1, QUANT_Q5_0, QUANT_Q5_1,
+	QUANT_Q4_K, QUANT_Q6_K,
 };
 #define NTYPES (sizeof wtypes / sizeof wtypes[0])
 
@@ -105,18 +106,19 @@ f16at(const uint8_t *p)
 	return quant_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
 }
 
-/* Q4_1 against Q8_1: ggml takes the min term as m * s, with Q8_1's s
- * (d times the sum of the codes) rounded to f16; the dequantized product
- * has m * d * sum instead. What the format stores is the reference: the
- * difference, sum over blocks of m * (s - d*sum), is added to it, and its
- * size reported (*mag_s: sum of |m * (s - d*sum)|). */
+/* Q4_1 and Q5_1 against Q8_1: ggml takes the min term as m * s, with
+ * Q8_1's s (d times the sum of the codes) rounded to f16; the dequantized
+ * product has m * d * sum instead. What the format stores is the
+ * reference: the difference, sum over blocks of m * (s - d*sum), is added
+ * to it, and its size reported (*mag_s: sum of |m * (s - d*sum)|). */
 static double
-q41_s_term(const uint8_t *w, const uint8_t *xq, size_t n, double *mag_s)
+q41_s_term(uint32_t wt, const uint8_t *w, const uint8_t *xq, size_t n, double *mag_s)
 {
+	const size_t wb = quant_row_bytes(wt, 32);
 	double t = 0;
 
 	*mag_s = 0;
-	for (size_t i = 0; i < n / 32; i++, w += 20, xq += 36) {
+	for (size_t i = 0; i < n / 32; i++, w += wb, xq += 36) {
 		int sum = 0;
 		double e;
 
@@ -193,8 +195,8 @@ check_case(uint32_t t, size_t n, size_t nb, struct res *rr, int simd)
 				}
 			}
 			mag += 1e-30;
-			if (t == QUANT_Q4_1) {
-				double ms, e = q41_s_term(W + r * rb, xq + b * xs, n, &ms);
+			if (dot_act_type(t) == QUANT_Q8_1) {
+				double ms, e = q41_s_term(t, W + r * rb, xq + b * xs, n, &ms);
 
 				ref += e;
 				bound += ms;
@@ -253,9 +255,9 @@ test_types(int simd)
 		   quant_type_name(dot_act_type(t)), rr.bad_plain, rr.worst_plain);
 		ok(!rr.bad_guard, "%s: rows outside [r0, r1) untouched (%d)", quant_type_name(t),
 		   rr.bad_guard);
-		if (t == QUANT_Q4_1)
-			printf("# Q4_1: Q8_1's f16 s moves the product by up to %.2g of sum|w*x|"
-			       " from the exact one (as in ggml)\n", rr.worst_s);
+		if (dot_act_type(t) == QUANT_Q8_1)
+			printf("# %s: Q8_1's f16 s moves the product by up to %.2g of sum|w*x|"
+			       " from the exact one (as in ggml)\n", quant_type_name(t), rr.worst_s);
 		if (simd)
 			ok(!rr.bad_simd, "%s: %s = scalar within %g of sum|w*x| (%d off, worst %.2g)",
 			   quant_type_name(t), dot_isa_name(cur_isa), TOL_SIMD, rr.bad_simd, rr.worst_simd);
@@ -276,7 +278,8 @@ static void
 test_extremes(int simd)
 {
 	const size_t n = 512, nb = 9, R = 6;
-	static const uint32_t ts[] = {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_1, QUANT_Q4_K, QUANT_Q6_K};
+	static const uint32_t ts[] = {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_1, QUANT_Q5_0, QUANT_Q5_1,
+				      QUANT_Q4_K, QUANT_Q6_K};
 
 	for (size_t ti = 0; ti < sizeof ts / sizeof ts[0]; ti++) {
 		uint32_t t = ts[ti];
@@ -300,10 +303,15 @@ test_extremes(int simd)
 				break;
 			case QUANT_Q4_0:
 			case QUANT_Q4_1:
+			case QUANT_Q5_0:
+			case QUANT_Q5_1:
+				/* codes 15 or 0; Q5: 31 or 0, the high bits with them */
 				for (size_t i = 0; i < n / 32; i++, w += rb / (n / 32)) {
 					put16(w, quant_f32_to_f16(0.5f));
-					if (t == QUANT_Q4_1)
+					if (dot_act_type(t) == QUANT_Q8_1)
 						put16(w + 2, quant_f32_to_f16(-1.f));
+					if (t == QUANT_Q5_0 || t == QUANT_Q5_1)
+						memset(w + rb / (n / 32) - 20, top ? 0xff : 0x00, 4);
 					memset(w + rb / (n / 32) - 16, top ? 0xff : 0x00, 16);
 				}
 				break;
@@ -345,10 +353,10 @@ test_extremes(int simd)
 					ref += (double)wf[k] * xd[k];
 					mag += fabs((double)wf[k] * xd[k]);
 				}
-				if (t == QUANT_Q4_1) {
+				if (dot_act_type(t) == QUANT_Q8_1) {
 					double ms;
 
-					ref += q41_s_term(W + r * rb, xq + b * ab, n, &ms);
+					ref += q41_s_term(t, W + r * rb, xq + b * ab, n, &ms);
 				}
 				for (int pass = 0; pass < 1 + simd; pass++)
 					if (!(fabs(y[pass][b * R + r] - ref) <= TOL_REF * mag))
@@ -486,29 +494,30 @@ test_api(void)
 	int zeros = 1;
 
 	ok(dot_act_type(QUANT_Q4_0) == QUANT_Q8_0 && dot_act_type(QUANT_Q8_0) == QUANT_Q8_0
+	   && dot_act_type(QUANT_Q5_0) == QUANT_Q8_0 && dot_act_type(QUANT_Q5_1) == QUANT_Q8_1
 	   && dot_act_type(QUANT_Q4_1) == QUANT_Q8_1 && dot_act_type(QUANT_Q4_K) == QUANT_Q8_K
 	   && dot_act_type(QUANT_Q6_K) == QUANT_Q8_K && dot_act_type(QUANT_F32) == QUANT_F32
 	   && dot_act_type(QUANT_F16) == QUANT_F32 && dot_act_type(QUANT_BF16) == QUANT_F32,
 	   "dot_act_type of every supported weight type");
-	ok(dot_act_type(QUANT_Q5_0) == (uint32_t)-1 && dot_act_type(QUANT_Q8_1) == (uint32_t)-1
+	ok(dot_act_type(QUANT_Q8_1) == (uint32_t)-1
 	   && dot_act_type(QUANT_Q8_K) == (uint32_t)-1 && dot_act_type(11) == (uint32_t)-1
 	   && dot_act_type(99) == (uint32_t)-1 && dot_act_type((uint32_t)-1) == (uint32_t)-1,
-	   "dot_act_type: -1 for Q5_0, Q8_1, Q8_K, Q3_K, unknown ids");
+	   "dot_act_type: -1 for Q8_1, Q8_K, Q3_K, unknown ids");
 	ok(dot_act_bytes(QUANT_Q4_0, 576) == 18 * 34 && dot_act_bytes(QUANT_Q8_0, 64) == 68
 	   && dot_act_bytes(QUANT_Q4_1, 576) == 18 * 36 && dot_act_bytes(QUANT_Q4_K, 512) == 584
 	   && dot_act_bytes(QUANT_Q6_K, 256) == 292 && dot_act_bytes(QUANT_F16, 7) == 28
 	   && dot_act_bytes(QUANT_BF16, 576) == 2304 && dot_act_bytes(QUANT_F32, 1) == 4,
 	   "dot_act_bytes of each format");
 	ok(dot_act_bytes(QUANT_Q4_K, 576) == 0 && dot_act_bytes(QUANT_Q4_0, 33) == 0
-	   && dot_act_bytes(QUANT_Q8_0, 0) == 0 && dot_act_bytes(QUANT_Q5_1, 64) == 0
-	   && dot_act_bytes(77, 64) == 0,
+	   && dot_act_bytes(QUANT_Q8_0, 0) == 0 && dot_act_bytes(QUANT_Q5_1, 48) == 0
+	   && dot_act_bytes(QUANT_Q8_1, 64) == 0 && dot_act_bytes(77, 64) == 0,
 	   "dot_act_bytes: 0 for sizes off the block and unsupported types");
 	memset(xq, 0x5a, sizeof xq);
-	dot_quantize_act(QUANT_Q5_0, (const float *)(const void *)w, xq, 32);
+	dot_quantize_act(QUANT_Q8_1, (const float *)(const void *)w, xq, 32);
 	dot_quantize_act(QUANT_Q4_K, (const float *)(const void *)w, xq, 32);
 	ok(xq[0] == 0x5a && xq[63] == 0x5a, "dot_quantize_act leaves dst alone for a bad type or size");
 
-	dot_rows(QUANT_Q5_0, w, 0, 2, 32, xq, 34, 2, y, 4);
+	dot_rows(QUANT_Q8_K, w, 0, 2, 32, xq, 34, 2, y, 4);
 	for (int i = 0; i < 8; i++)
 		zeros &= i % 4 < 2 ? y[i] == 0.f : y[i] == (float)(i + 1);
 	ok(zeros, "dot_rows on an unsupported type writes zeros to its rows only");
@@ -527,8 +536,8 @@ test_api(void)
 static void
 test_invariance(int simd)
 {
-	static const uint32_t ts[] = { QUANT_Q4_0, QUANT_Q4_1, QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K,
-					 QUANT_F32, QUANT_F16, QUANT_BF16 };
+	static const uint32_t ts[] = { QUANT_Q4_0, QUANT_Q4_1, QUANT_Q5_0, QUANT_Q5_1, QUANT_Q8_0,
+					 QUANT_Q4_K, QUANT_Q6_K, QUANT_F32, QUANT_F16, QUANT_BF16 };
 	const size_t n = 512, rows = 37, nbmax = 19;
 
 	for (int pass = 0; pass < 1 + simd; pass++) {
@@ -575,8 +584,8 @@ test_invariance(int simd)
 static void
 test_same_bits(int isa)
 {
-	static const uint32_t ts[] = { QUANT_Q4_0, QUANT_Q4_1, QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K,
-					 QUANT_F32, QUANT_F16, QUANT_BF16 };
+	static const uint32_t ts[] = { QUANT_Q4_0, QUANT_Q4_1, QUANT_Q5_0, QUANT_Q5_1, QUANT_Q8_0,
+					 QUANT_Q4_K, QUANT_Q6_K, QUANT_F32, QUANT_F16, QUANT_BF16 };
 	static const size_t ns[] = {256, 1536, 2048 + 256 + 32 + 8};
 	static const size_t ranges[][2] = {{0, 45}, {3, 34}, {16, 32}, {5, 6}};
 	const size_t rows = 45, nbmax = 33;
@@ -601,7 +610,8 @@ test_same_bits(int isa)
 				/* codes of every value, scales kept as made */
 				for (size_t i = 0; bs > 1 && i < n / bs; i++) {
 					uint8_t *blk = w + i * (rb / (n / bs));
-					size_t lo = t == QUANT_Q4_1 ? 4 : t == QUANT_Q4_K ? 4 : t == QUANT_Q6_K ? 0 : 2;
+					size_t lo = t == QUANT_Q4_1 || t == QUANT_Q5_1 || t == QUANT_Q4_K ? 4
+						  : t == QUANT_Q6_K ? 0 : 2;
 					size_t hi = t == QUANT_Q6_K ? 208 : rb / (n / bs);
 
 					for (size_t k = lo; k < hi; k++)

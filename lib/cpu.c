@@ -33,7 +33,13 @@ struct cpu {
 	float *g, *u;            /* (max_tokens, ff) */
 	float *tmp;              /* (max_tokens, dim) a product before it is added to x */
 	float *rope;             /* (max_tokens, rope_dim) cos, sin pairs per token */
-	float *scores;           /* (nth, max_ctx) */
+	float *scores;           /* (nth, GMAX, max_ctx + 8) */
+	float *lanes;            /* (nth, GMAX, 32, head_dim) attention's lane sums */
+	float *kv32;             /* (kv32_cap) F32 copies of the K and V of this step's
+				  * parts of KV32_MIN tokens or more (kv32_task) */
+	size_t kv32_cap;         /* floats; a part that does not fit reads the cache */
+	size_t *p32;             /* (max_tokens) each part's offset in kv32, or KV32_NONE */
+	size_t n32;              /* positions kv32 holds this step (all parts) */
 	unsigned char *xq;       /* (max_tokens, act bytes of wide) quantized activations */
 	uint32_t *tpart;         /* (max_tokens) the part each token belongs to */
 	uint32_t *tout;          /* (max_out) token index of each logits row */
@@ -353,6 +359,76 @@ typedef struct at_job {
 	uint32_t layer;
 } at_job;
 
+/* A part of this many tokens or more gets its K and V copied to F32 once
+ * a layer (kv32_task), so that its queries read them without converting
+ * F16 each time and in the order they walk them. The same values, so the
+ * same bits: only the speed depends on it. A decode step (1 token a
+ * sequence) reads the cache. */
+#define KV32_MIN 4
+
+/* query heads attention takes together (those sharing a KV head, up to this) */
+#define GMAX 8
+#define KV32_NONE ((size_t)-1)
+
+/* which parts of the step get F32 copies, and where in kv32 */
+static void
+kv32_plan(cpu *c)
+{
+	const sched_batch *b = c->b;
+	size_t used = 0;
+
+	c->n32 = 0;
+	for (uint32_t i = 0; i < b->n_parts; i++) {
+		const sched_part *pt = &b->parts[i];
+		uint32_t npos = pt->pos + pt->n;
+		size_t need = (size_t)c->kvd * (npos + 32 * ((npos + 31) / 32));
+
+		c->p32[i] = KV32_NONE;
+		if (c->isa < DOT_AVX2 || c->m->head_dim % 8 || pt->n < KV32_MIN || need > c->kv32_cap - used)
+			continue;
+		c->p32[i] = used;
+		used += need;
+		c->n32 += npos;
+	}
+}
+
+/* Positions [lo, hi) of the planned parts (counted across them in order)
+ * from the cache into kv32, for one layer: per KV head, K by position and
+ * V by lane (position mod 32), then position; see kvsrc. */
+__attribute__((target("avx2,f16c")))
+static void
+kv32_copy(cpu *c, uint32_t layer, size_t lo, size_t hi)
+{
+	const sched_batch *b = c->b;
+	uint32_t hd = c->m->head_dim, nkv = c->m->n_kv_heads;
+	size_t at = 0;
+
+	for (uint32_t i = 0; i < b->n_parts && at < hi; i++) {
+		const sched_part *pt = &b->parts[i];
+		uint32_t npos = pt->pos + pt->n, nj = (npos + 31) / 32, p;
+		float *base = c->kv32 + c->p32[i];
+
+		if (c->p32[i] == KV32_NONE)
+			continue;
+		for (p = 0; p < npos; p++, at++) {
+			size_t row = cache_row(c, layer, pt, p);
+
+			if (at < lo || at >= hi)
+				continue;
+			for (uint32_t h = 0; h < nkv; h++) {
+				const uint16_t *ks = c->kc + row + (size_t)h * hd, *vs = c->vc + row + (size_t)h * hd;
+				float *kd = base + ((size_t)h * npos + p) * hd;
+				float *vd = base + (size_t)nkv * npos * hd + (((size_t)h * 32 + (p & 31)) * nj + (p >> 5)) * hd;
+
+				for (uint32_t e = 0; e < hd; e += 8) {
+					_mm256_storeu_ps(kd + e, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ks + e))));
+					_mm256_storeu_ps(vd + e, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vs + e))));
+				}
+			}
+		}
+	}
+}
+
 /* RoPE on q and k of tokens [t0, t1), K and V into the cache */
 static void
 rope_store(cpu *c, uint32_t layer, uint32_t t0, uint32_t t1)
@@ -384,6 +460,16 @@ rope_task(void *arg, int ith, int nth)
 	rope_store(j->c, j->layer, (uint32_t)lo, (uint32_t)hi);
 }
 
+static void
+kv32_task(void *arg, int ith, int nth)
+{
+	at_job *j = arg;
+	long lo, hi;
+
+	pool_split(ith, nth, (long)j->c->n32, 1, &lo, &hi);
+	kv32_copy(j->c, j->layer, (size_t)lo, (size_t)hi);
+}
+
 /* ------------------------------------------------------------- attention */
 
 /* ggml's F16 dot product (ggml_vec_dot_f16 on AVX2), as its reduction
@@ -400,19 +486,79 @@ fold4(__m256 s0, __m256 s1, __m256 s2, __m256 s3)
 	return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
 }
 
+/* Where attention reads a sequence's K and V, for one KV head: the paged
+ * F16 cache, or (f32) this step's F32 copy of that sequence in kv32 (see
+ * kv32_task), which holds the same values: K by position (k32 + p * hd),
+ * V by lane (position mod 32), then position (v32 + ((p % 32) * nj + p / 32)
+ * * hd), the order the weighted sum of V walks it. */
+typedef struct kvsrc {
+	const cpu *c;
+	uint32_t layer, hd, nj;
+	const sched_part *pt;
+	size_t off;             /* kvh * hd: the head's place in a cache row */
+	const float *k32, *v32;
+} kvsrc;
+
+#define KV_INL static inline __attribute__((always_inline))
+
+KV_INL const void *
+krow(const kvsrc *s, uint32_t p, int f32)
+{
+	if (f32)
+		return s->k32 + (size_t)p * s->hd;
+	return s->c->kc + cache_row(s->c, s->layer, s->pt, p) + s->off;
+}
+
+/* V of position p, the next of lane p % 32 after *vp (f32: a walk through
+ * v32 from vlane's start, one row a step; F16: the cache row) */
+KV_INL const float *
+vlane(const kvsrc *s, uint32_t ln)
+{
+	return s->v32 ? s->v32 + (size_t)ln * s->nj * s->hd : 0;
+}
+
+KV_INL const void *
+vrow(const kvsrc *s, uint32_t p, const float **vp, int f32)
+{
+	const float *v = *vp;
+
+	if (f32) {
+		*vp = v + s->hd;
+		return v;
+	}
+	return s->c->vc + cache_row(s->c, s->layer, s->pt, p) + s->off;
+}
+
+/* 8 values from element i of a row, as f32 */
+KV_INL __attribute__((target("avx2,fma,f16c"))) __m256
+ld8(const void *row, uint32_t i, int f32)
+{
+	if (f32)
+		return _mm256_loadu_ps((const float *)row + i);
+	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + i)));
+}
+
+KV_INL __attribute__((target("f16c"))) float
+ld1(const void *row, uint32_t i, int f32)
+{
+	return f32 ? ((const float *)row)[i] : _cvtsh_ss(((const uint16_t *)row)[i]);
+}
+
 /* the scores of 8 positions before scaling: for each, fold4's first step,
  * (s0 + s2) + (s1 + s3), in x[l] */
-static inline __attribute__((always_inline, target("avx2,fma,f16c"))) void
-qk8_avx2(const uint16_t *const k[8], const __m256 *q, uint32_t hd, __m256 x[8])
+KV_INL __attribute__((target("avx2,fma,f16c"))) void
+qk8_avx2(const void *const k[8], const __m256 *q, uint32_t hd, __m256 x[8], int f32)
 {
+#pragma GCC unroll 8
 	for (uint32_t l = 0; l < 8; l++) {
 		__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+		const __m256 *qq = q;
 
-		for (uint32_t i = 0; i < hd; i += 32) {
-			s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k[l] + i))), q[i / 8], s0);
-			s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k[l] + i + 8))), q[i / 8 + 1], s1);
-			s2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k[l] + i + 16))), q[i / 8 + 2], s2);
-			s3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k[l] + i + 24))), q[i / 8 + 3], s3);
+		for (uint32_t i = 0; i < hd; i += 32, qq += 4) {
+			s0 = _mm256_fmadd_ps(ld8(k[l], i, f32), qq[0], s0);
+			s1 = _mm256_fmadd_ps(ld8(k[l], i + 8, f32), qq[1], s1);
+			s2 = _mm256_fmadd_ps(ld8(k[l], i + 16, f32), qq[2], s2);
+			s3 = _mm256_fmadd_ps(ld8(k[l], i + 24, f32), qq[3], s3);
 		}
 		x[l] = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
 	}
@@ -428,6 +574,7 @@ fold8(__m256 x[8], float scale)
 	int l;
 
 	/* transpose: w[e] lane l = x[l] lane e */
+#pragma GCC unroll 4
 	for (l = 0; l < 8; l += 2) {
 		u[l] = _mm256_unpacklo_ps(x[l], x[l + 1]);
 		u[l + 1] = _mm256_unpackhi_ps(x[l], x[l + 1]);
@@ -460,9 +607,17 @@ fold8(__m256 x[8], float scale)
  * the results are its bits with half the instructions. */
 #define AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
 
+KV_INL AVX512 __m512
+ld16(const void *row, uint32_t i, int f32)
+{
+	if (f32)
+		return _mm512_loadu_ps((const float *)row + i);
+	return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + i)));
+}
+
 /* qk8_avx2 and fold8 in 512-bit registers: the 8 scores into out */
-AVX512 static void
-qk8_avx512(const uint16_t *const k[8], const float *q16, uint32_t hd, float scale, float *out)
+KV_INL AVX512 void
+qk8_512(const void *const k[8], const float *q16, uint32_t hd, float scale, float *out, int f32)
 {
 	__m256 x[8];
 
@@ -470,10 +625,8 @@ qk8_avx512(const uint16_t *const k[8], const float *q16, uint32_t hd, float scal
 		__m512 s01 = _mm512_setzero_ps(), s23 = s01, t;
 
 		for (uint32_t i = 0; i < hd; i += 32) {
-			s01 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k[l] + i))),
-					      _mm512_loadu_ps(q16 + i), s01);
-			s23 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k[l] + i + 16))),
-					      _mm512_loadu_ps(q16 + i + 16), s23);
+			s01 = _mm512_fmadd_ps(ld16(k[l], i, f32), _mm512_loadu_ps(q16 + i), s01);
+			s23 = _mm512_fmadd_ps(ld16(k[l], i + 16, f32), _mm512_loadu_ps(q16 + i + 16), s23);
 		}
 		t = _mm512_add_ps(s01, s23);    /* s0 + s2, s1 + s3 */
 		x[l] = _mm256_add_ps(_mm512_castps512_ps256(t),
@@ -484,21 +637,23 @@ qk8_avx512(const uint16_t *const k[8], const float *q16, uint32_t hd, float scal
 
 /* lane ln of the weighted sum of V: for every 8 dimensions i, the sum over
  * positions p = ln, ln + 32, ... <= pos of sc[p] * V[p], into lane[i] */
-AVX512 static void
-pv_lane_avx512(const cpu *c, uint32_t layer, const sched_part *pt, size_t off, const float *sc,
-	       uint32_t ln, uint32_t pos, uint32_t nv, float *lane)
+KV_INL AVX512 void
+pv_lane_512(const kvsrc *s, const float *sc, uint32_t ln, uint32_t pos, uint32_t nv, float *lane, int f32)
 {
 	uint32_t i0 = 0, p;
 
 	for (; i0 + 8 <= nv; i0 += 8) {
 		__m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+		const float *vp = vlane(s, ln);
 
 		for (p = ln; p <= pos; p += 32) {
-			const uint16_t *v = c->vc + cache_row(c, layer, pt, p) + off + 8 * i0;
+			const void *v = vrow(s, p, &vp, f32);
 			__m512 a = _mm512_set1_ps(sc[p]);
-#define PV(k, acc) acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + 16 * k))), a, acc)
-			PV(0, a0); PV(1, a1); PV(2, a2); PV(3, a3);
-#undef PV
+
+			a0 = _mm512_fmadd_ps(ld16(v, 8 * i0, f32), a, a0);
+			a1 = _mm512_fmadd_ps(ld16(v, 8 * i0 + 16, f32), a, a1);
+			a2 = _mm512_fmadd_ps(ld16(v, 8 * i0 + 32, f32), a, a2);
+			a3 = _mm512_fmadd_ps(ld16(v, 8 * i0 + 48, f32), a, a3);
 		}
 		_mm512_storeu_ps(lane + 8 * i0, a0);
 		_mm512_storeu_ps(lane + 8 * i0 + 16, a1);
@@ -507,18 +662,37 @@ pv_lane_avx512(const cpu *c, uint32_t layer, const sched_part *pt, size_t off, c
 	}
 	for (; i0 < nv; i0++) {
 		__m256 a0 = _mm256_setzero_ps();
+		const float *vp = vlane(s, ln);
 
-		for (p = ln; p <= pos; p += 32) {
-			const uint16_t *v = c->vc + cache_row(c, layer, pt, p) + off + 8 * i0;
-
-			a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)v)),
-					     _mm256_set1_ps(sc[p]), a0);
-		}
+		for (p = ln; p <= pos; p += 32)
+			a0 = _mm256_fmadd_ps(ld8(vrow(s, p, &vp, f32), 8 * i0, f32), _mm256_set1_ps(sc[p]), a0);
 		_mm256_storeu_ps(lane + 8 * i0, a0);
 	}
 }
 
-/* The attention of one query head over its sequence's cache, in the
+AVX512 static void
+qk8_avx512(const void *const k[8], const float *q16, uint32_t hd, float scale, float *out, int f32)
+{
+	if (f32 && hd == 64)
+		qk8_512(k, q16, 64, scale, out, 1);
+	else if (f32)
+		qk8_512(k, q16, hd, scale, out, 1);
+	else if (hd == 64)
+		qk8_512(k, q16, 64, scale, out, 0);
+	else
+		qk8_512(k, q16, hd, scale, out, 0);
+}
+
+AVX512 static void
+pv_lane_avx512(const kvsrc *s, const float *sc, uint32_t ln, uint32_t pos, uint32_t nv, float *lane, int f32)
+{
+	if (f32)
+		pv_lane_512(s, sc, ln, pos, nv, lane, 1);
+	else
+		pv_lane_512(s, sc, ln, pos, nv, lane, 0);
+}
+
+/* The attention of query heads over their sequence's cache, in the
  * arithmetic llama.cpp uses when it decodes (the two F16 products by
  * ggml_vec_dot_f16, ggml's softmax): q rounded to F16; the scores; softmax
  * with exp8 in chunks of 8, the chunk sums added in double, probabilities
@@ -528,143 +702,209 @@ pv_lane_avx512(const cpu *c, uint32_t layer, const sched_part *pt, size_t off, c
  * a prompt, a decode step, alone or batched, give the same numbers, and
  * they are those of llama.cpp fed one token at a time. (llama.cpp itself
  * switches to tinyBLAS, another summation order, for steps of 2 or more
- * tokens, so its own answers depend on the batch.) */
-__attribute__((target("avx2,fma,f16c")))
-static void
-attend_avx2(cpu *c, uint32_t layer, uint32_t t, uint32_t h, float *sc)
+ * tokens, so its own answers depend on the batch.)
+ *
+ * One call does ng (<= GMAX) heads of one token that share a KV head,
+ * each with its own sums exactly as it would alone; they go over K and V
+ * together (8 positions of K, a lane of V, for every head in turn), so
+ * each row comes from L2 once and from L1 for the other heads: alone,
+ * a head per call read the whole of its KV head from L2 and waited on it. */
+KV_INL __attribute__((target("avx2,fma,f16c"))) void
+attend_body(cpu *c, uint32_t layer, uint32_t t, uint32_t h0, uint32_t ng, float *scr, float *lanes,
+	    int f32)
 {
 	const model *m = c->m;
 	const sched_part *pt = &c->b->parts[c->tpart[t]];
-	uint32_t hd = m->head_dim, kvh = h / (m->n_heads / m->n_kv_heads), i, p, l, nv = hd / 8;
+	uint32_t hd = m->head_dim, kvh = h0 / (m->n_heads / m->n_kv_heads), i, p, l, g, nv = hd / 8;
 	uint32_t pos = pt->pos + (t - pt->first), np = (pos + 8) & ~7u, hd32 = hd & ~31u;
-	const float *qf = c->q + (size_t)t * c->qd + (size_t)h * hd;
-	float *out = c->att + (size_t)t * c->qd + (size_t)h * hd;
-	float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY, inv, q16[512];
-	__m256 q[64], lane[32 * 64];   /* head_dim <= 512; lane[l * nv + i] */
-	double sum = 0;
+	size_t ld = (size_t)c->max_ctx + 8;      /* a head's scores in scr */
+	float scale = 1.0f / sqrtf((float)hd), mx[GMAX];
+	float q16[GMAX][512] __attribute__((aligned(32)));
+	kvsrc s = {c, layer, hd, 0, pt, (size_t)kvh * hd, 0, 0};
 
-	for (i = 0; i < nv; i++) {
-		q[i] = _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(qf + 8 * i), _MM_FROUND_TO_NEAREST_INT));
-		_mm256_storeu_ps(q16 + 8 * i, q[i]);
+	if (f32) {
+		const float *base = c->kv32 + c->p32[c->tpart[t]];
+		uint32_t npos = pt->pos + pt->n;
+
+		s.nj = (npos + 31) / 32;
+		s.k32 = base + (size_t)kvh * npos * hd;
+		s.v32 = base + (size_t)m->n_kv_heads * npos * hd + (size_t)kvh * 32 * s.nj * hd;
+	}
+	for (g = 0; g < ng; g++) {
+		const float *qf = c->q + (size_t)t * c->qd + (size_t)(h0 + g) * hd;
+
+		for (i = 0; i < nv; i++)
+			_mm256_store_ps(q16[g] + 8 * i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(qf + 8 * i),
+										 _MM_FROUND_TO_NEAREST_INT)));
+		mx[g] = -INFINITY;
 	}
 	p = 0;
 	if (hd32 == hd) {
 		/* 8 positions at a time: their fold4 done together, the same
 		 * additions lane-wise after an 8x8 transpose */
-		__m256 vmx = _mm256_set1_ps(-INFINITY);
+		__m256 vmx[GMAX];
 
+		for (g = 0; g < ng; g++)
+			vmx[g] = _mm256_set1_ps(-INFINITY);
 		for (; p + 8 <= pos + 1; p += 8) {
-			const uint16_t *k[8];
-			__m256 x[8], r;
+			const void *k[8];
 
 			for (l = 0; l < 8; l++)
-				k[l] = c->kc + cache_row(c, layer, pt, p + l) + (size_t)kvh * hd;
-			if (c->isa == DOT_AVX512) {
-				qk8_avx512(k, q16, hd, scale, sc + p);
-				r = _mm256_loadu_ps(sc + p);
-			} else {
-				qk8_avx2(k, q, hd, x);
-				r = fold8(x, scale);
-				_mm256_storeu_ps(sc + p, r);
+				k[l] = krow(&s, p + l, f32);
+			for (g = 0; g < ng; g++) {
+				float *sc = scr + g * ld;
+				__m256 x[8], r;
+
+				if (c->isa == DOT_AVX512) {
+					qk8_avx512(k, q16[g], hd, scale, sc + p, f32);
+					r = _mm256_loadu_ps(sc + p);
+				} else {
+					const __m256 *q = (const __m256 *)(const void *)q16[g];
+
+					/* a constant size for the common heads: the
+					 * loop unrolled */
+					if (hd == 64)
+						qk8_avx2(k, q, 64, x, f32);
+					else if (hd == 128)
+						qk8_avx2(k, q, 128, x, f32);
+					else
+						qk8_avx2(k, q, hd, x, f32);
+					r = fold8(x, scale);
+					_mm256_storeu_ps(sc + p, r);
+				}
+				vmx[g] = _mm256_max_ps(vmx[g], r);
 			}
-			vmx = _mm256_max_ps(vmx, r);
 		}
-		{
+		for (g = 0; g < ng; g++) {
 			float m8[8];
-			_mm256_storeu_ps(m8, vmx);
+
+			_mm256_storeu_ps(m8, vmx[g]);
 			for (l = 0; l < 8; l++)
-				if (m8[l] > mx)
-					mx = m8[l];
+				if (m8[l] > mx[g])
+					mx[g] = m8[l];
 		}
 	}
 	for (; p <= pos; p++) {
-		const uint16_t *k = c->kc + cache_row(c, layer, pt, p) + (size_t)kvh * hd;
-		__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-		double d;
+		const void *k = krow(&s, p, f32);
 
-		for (i = 0; i < hd32; i += 32) {
-			s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), q[i / 8], s0);
-			s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 8))), q[i / 8 + 1], s1);
-			s2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 16))), q[i / 8 + 2], s2);
-			s3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 24))), q[i / 8 + 3], s3);
+		for (g = 0; g < ng; g++) {
+			const __m256 *q = (const __m256 *)(const void *)q16[g];
+			float *sc = scr + g * ld;
+			__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+			double d;
+
+			for (i = 0; i < hd32; i += 32) {
+				s0 = _mm256_fmadd_ps(ld8(k, i, f32), q[i / 8], s0);
+				s1 = _mm256_fmadd_ps(ld8(k, i + 8, f32), q[i / 8 + 1], s1);
+				s2 = _mm256_fmadd_ps(ld8(k, i + 16, f32), q[i / 8 + 2], s2);
+				s3 = _mm256_fmadd_ps(ld8(k, i + 24, f32), q[i / 8 + 3], s3);
+			}
+			if (hd32 == hd) {
+				sc[p] = fold4(s0, s1, s2, s3) * scale;
+			} else {
+				d = fold4(s0, s1, s2, s3);
+				for (i = hd32; i < hd; i++)
+					d += (double)(ld1(k, i, f32) * q16[g][i]);
+				sc[p] = (float)d * scale;
+			}
+			if (sc[p] > mx[g])
+				mx[g] = sc[p];
 		}
-		if (hd32 == hd) {
-			sc[p] = fold4(s0, s1, s2, s3) * scale;
-		} else {
-			d = fold4(s0, s1, s2, s3);
-			for (i = hd32; i < hd; i++)
-				d += (double)(_cvtsh_ss(k[i]) * q16[i]);
-			sc[p] = (float)d * scale;
+	}
+	for (g = 0; g < ng; g++) {
+		float *sc = scr + g * ld, inv;
+		double sum = 0;
+
+		for (p = pos + 1; p < np; p++)
+			sc[p] = -INFINITY;
+		for (p = 0; p < np; p += 8) {
+			__m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + p), _mm256_set1_ps(mx[g])));
+			_mm256_storeu_ps(sc + p, e);
+			sum += (double)hsum8(e);
 		}
-		if (sc[p] > mx)
-			mx = sc[p];
+		inv = (float)(1.0 / sum);
+		for (p = 0; p < np; p += 8)
+			_mm256_storeu_ps(sc + p, _mm256_cvtph_ps(_mm256_cvtps_ph(
+				_mm256_mul_ps(_mm256_loadu_ps(sc + p), _mm256_set1_ps(inv)), _MM_FROUND_TO_NEAREST_INT)));
 	}
-	for (p = pos + 1; p < np; p++)
-		sc[p] = -INFINITY;
-	for (p = 0; p < np; p += 8) {
-		__m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + p), _mm256_set1_ps(mx)));
-		_mm256_storeu_ps(sc + p, e);
-		sum += (double)hsum8(e);
-	}
-	inv = (float)(1.0 / sum);
-	for (p = 0; p < np; p += 8)
-		_mm256_storeu_ps(sc + p, _mm256_cvtph_ps(_mm256_cvtps_ph(
-			_mm256_mul_ps(_mm256_loadu_ps(sc + p), _mm256_set1_ps(inv)), _MM_FROUND_TO_NEAREST_INT)));
 	/* lane l of the sums holds the positions p with p mod 32 == l, added
-	 * in increasing p; a lane at a time, so its sums stay in registers */
+	 * in increasing p; a lane at a time, so its sums stay in registers;
+	 * lanes[(g * 32 + l) * hd ...] */
 	l = pos + 1 < 32 ? pos + 1 : 32;
-	for (uint32_t ln = 0; ln < l; ln++) {
-		uint32_t i0 = 0;
+	for (uint32_t ln = 0; ln < l; ln++)
+		for (g = 0; g < ng; g++) {
+			const float *sc = scr + g * ld;
+			float *lane = lanes + ((size_t)g * 32 + ln) * hd;
+			uint32_t i0 = 0;
 
-		if (c->isa == DOT_AVX512) {
-			pv_lane_avx512(c, layer, pt, (size_t)kvh * hd, sc, ln, pos, nv, (float *)&lane[ln * nv]);
-			continue;
-		}
-
-		/* 8 vectors (64 dimensions) at a time, their sums in registers */
-		for (; i0 + 8 <= nv; i0 += 8) {
-			__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-
-			for (p = ln; p <= pos; p += 32) {
-				const uint16_t *v = c->vc + cache_row(c, layer, pt, p) + (size_t)kvh * hd + 8 * i0;
-				__m256 a = _mm256_set1_ps(sc[p]);
-#define PV(k, acc) acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + 8 * k))), a, acc)
-				PV(0, a0); PV(1, a1); PV(2, a2); PV(3, a3); PV(4, a4); PV(5, a5); PV(6, a6); PV(7, a7);
+			if (c->isa == DOT_AVX512) {
+				pv_lane_avx512(&s, sc, ln, pos, nv, lane, f32);
+				continue;
 			}
-			lane[ln * nv + i0] = a0; lane[ln * nv + i0 + 1] = a1;
-			lane[ln * nv + i0 + 2] = a2; lane[ln * nv + i0 + 3] = a3;
-			lane[ln * nv + i0 + 4] = a4; lane[ln * nv + i0 + 5] = a5;
-			lane[ln * nv + i0 + 6] = a6; lane[ln * nv + i0 + 7] = a7;
-		}
-		/* what is left (head sizes not a multiple of 64) */
-		for (; i0 < nv; i0++) {
-			__m256 a0 = _mm256_setzero_ps();
+			/* 8 vectors (64 dimensions) at a time, their sums in registers */
+			for (; i0 + 8 <= nv; i0 += 8) {
+				__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+				const float *vp = vlane(&s, ln);
 
-			for (p = ln; p <= pos; p += 32) {
-				const uint16_t *v = c->vc + cache_row(c, layer, pt, p) + (size_t)kvh * hd + 8 * i0;
-				__m256 a = _mm256_set1_ps(sc[p]);
-				PV(0, a0);
+				for (p = ln; p <= pos; p += 32) {
+					const void *v = vrow(&s, p, &vp, f32);
+					__m256 a = _mm256_set1_ps(sc[p]);
+#define PV(k, acc) acc = _mm256_fmadd_ps(ld8(v, 8 * (i0 + k), f32), a, acc)
+					PV(0, a0); PV(1, a1); PV(2, a2); PV(3, a3); PV(4, a4); PV(5, a5); PV(6, a6); PV(7, a7);
+				}
+				_mm256_storeu_ps(lane + 8 * i0, a0);
+				_mm256_storeu_ps(lane + 8 * i0 + 8, a1);
+				_mm256_storeu_ps(lane + 8 * i0 + 16, a2);
+				_mm256_storeu_ps(lane + 8 * i0 + 24, a3);
+				_mm256_storeu_ps(lane + 8 * i0 + 32, a4);
+				_mm256_storeu_ps(lane + 8 * i0 + 40, a5);
+				_mm256_storeu_ps(lane + 8 * i0 + 48, a6);
+				_mm256_storeu_ps(lane + 8 * i0 + 56, a7);
+			}
+			/* what is left (head sizes not a multiple of 64) */
+			for (; i0 < nv; i0++) {
+				__m256 a0 = _mm256_setzero_ps();
+				const float *vp = vlane(&s, ln);
+
+				for (p = ln; p <= pos; p += 32) {
+					const void *v = vrow(&s, p, &vp, f32);
+					__m256 a = _mm256_set1_ps(sc[p]);
+					PV(0, a0);
 #undef PV
+				}
+				_mm256_storeu_ps(lane + 8 * i0, a0);
 			}
-			lane[ln * nv + i0] = a0;
+		}
+	for (g = 0; g < ng; g++) {
+		const float *lane = lanes + (size_t)g * 32 * hd;
+		float *out = c->att + (size_t)t * c->qd + (size_t)(h0 + g) * hd;
+
+		/* lanes no position reached count as zeros: fold only those
+		 * reached, adding a zero where fold4 would */
+		/* out[8i + e] folds lanes 0..31 of element e of vector i as
+		 * fold4 does, for the 8 elements of a vector at once: the same
+		 * additions in the same order, lane-wise */
+		for (i = 0; i < nv; i++) {
+			__m256 x[8], u[4], z = _mm256_setzero_ps();
+#define LN(q) ((q) < l ? _mm256_loadu_ps(lane + (size_t)(q) * hd + 8 * i) : z)
+
+			for (uint32_t e = 0; e < 8; e++)
+				x[e] = _mm256_add_ps(_mm256_add_ps(LN(e), LN(16 + e)), _mm256_add_ps(LN(8 + e), LN(24 + e)));
+#undef LN
+			for (uint32_t e = 0; e < 4; e++)
+				u[e] = _mm256_add_ps(x[e], x[e + 4]);
+			_mm256_storeu_ps(out + 8 * i, _mm256_add_ps(_mm256_add_ps(u[0], u[1]), _mm256_add_ps(u[2], u[3])));
 		}
 	}
-	for (p = l; p < 32; p++)      /* lanes no position reached */
-		for (i = 0; i < nv; i++)
-			lane[p * nv + i] = _mm256_setzero_ps();
-	/* out[8i + e] folds lanes 0..31 of element e of vector i as fold4
-	 * does, for the 8 elements of a vector at once: the same additions in
-	 * the same order, lane-wise */
-	for (i = 0; i < nv; i++) {
-		__m256 x[8], t[4];
+}
 
-		for (l = 0; l < 8; l++)
-			x[l] = _mm256_add_ps(_mm256_add_ps(lane[l * nv + i], lane[(16 + l) * nv + i]),
-					     _mm256_add_ps(lane[(8 + l) * nv + i], lane[(24 + l) * nv + i]));
-		for (l = 0; l < 4; l++)
-			t[l] = _mm256_add_ps(x[l], x[l + 4]);
-		_mm256_storeu_ps(out + 8 * i, _mm256_add_ps(_mm256_add_ps(t[0], t[1]), _mm256_add_ps(t[2], t[3])));
-	}
+__attribute__((target("avx2,fma,f16c"))) static void
+attend_avx2(cpu *c, uint32_t layer, uint32_t t, uint32_t h0, uint32_t ng, float *scr, float *lanes)
+{
+	if (c->p32[c->tpart[t]] != KV32_NONE)
+		attend_body(c, layer, t, h0, ng, scr, lanes, 1);
+	else
+		attend_body(c, layer, t, h0, ng, scr, lanes, 0);
 }
 
 /* the same in plain C (no AVX2): the same steps, libm's expf; results
@@ -706,13 +946,15 @@ attend_scalar(cpu *c, uint32_t layer, uint32_t t, uint32_t h, float *sc)
 	}
 }
 
+/* heads h0 .. h0 + ng - 1 of token t (sharing a KV head) */
 static void
-attend(cpu *c, uint32_t layer, uint32_t t, uint32_t h, float *sc)
+attend(cpu *c, uint32_t layer, uint32_t t, uint32_t h0, uint32_t ng, float *scr, float *lanes)
 {
 	if (c->isa >= DOT_AVX2 && c->m->head_dim % 8 == 0)
-		attend_avx2(c, layer, t, h, sc);
+		attend_avx2(c, layer, t, h0, ng, scr, lanes);
 	else
-		attend_scalar(c, layer, t, h, sc);
+		for (uint32_t g = 0; g < ng; g++)
+			attend_scalar(c, layer, t, h0 + g, scr);
 }
 
 static void
@@ -720,12 +962,20 @@ attn_task(void *arg, int ith, int nth)
 {
 	at_job *j = arg;
 	cpu *c = j->c;
-	uint32_t nh = c->m->n_heads, n = c->b->n_tokens * nh, i;
-	float *sc = c->scores + (size_t)ith * (c->max_ctx + 8);
+	uint32_t grp = c->m->n_heads / c->m->n_kv_heads, per = (grp + GMAX - 1) / GMAX;
+	uint32_t items = c->m->n_kv_heads * per, n = c->b->n_tokens * items, i;
+	float *scr = c->scores + (size_t)ith * GMAX * (c->max_ctx + 8);
+	float *lanes = c->lanes + (size_t)ith * GMAX * 32 * c->m->head_dim;
 
-	/* interleaved: causal rows grow in cost, so contiguous runs would not balance */
-	for (i = (uint32_t)ith; i < n; i += (uint32_t)nth)
-		attend(c, j->layer, i / nh, i % nh, sc);
+	/* interleaved: causal rows grow in cost, so contiguous runs would
+	 * not balance. An item: up to GMAX heads of a token that share a KV
+	 * head (all of them unless the group is larger). */
+	for (i = (uint32_t)ith; i < n; i += (uint32_t)nth) {
+		uint32_t t = i / items, it = i % items, kvh = it / per, part = it % per;
+		uint32_t g0 = part * GMAX, ng = grp - g0 < GMAX ? grp - g0 : GMAX;
+
+		attend(c, j->layer, t, kvh * grp + g0, ng, scr, lanes);
+	}
 }
 
 /* ------------------------------------------------------------- the step */
@@ -794,6 +1044,8 @@ layer(cpu *c, uint32_t L)
 		rope_store(c, L, 0, c->b->n_tokens);
 	else
 		pool_run(c->pool, rope_task, &aj);
+	if (c->n32)
+		pool_run(c->pool, kv32_task, &aj);
 	pool_run(c->pool, attn_task, &aj);
 	mm_add(c, job(c, PREP_PLAIN, c->att, c->qd, c->qd, 0), &l->wo);
 
@@ -818,6 +1070,7 @@ cpu_forward(cpu *c, sched_batch *b)
 				     + (size_t)b->tokens[t] * m->embd.row_bytes,
 				     c->x + (size_t)t * m->dim, m->dim);
 	rope_tables(c, b);
+	kv32_plan(c);
 	for (i = 0; i < m->n_layers; i++)
 		layer(c, i);
 
@@ -897,13 +1150,20 @@ cpu_new(const model *m, uint32_t n_blocks, uint32_t block_size, uint32_t max_tok
 	    || !(c->rope = big((size_t)max_tokens * m->rope_dim * 4, err, errlen, "activations"))
 	    || !(c->xq = big((size_t)max_tokens * act, err, errlen, "activations"))
 	    || !(c->tpart = big((size_t)max_tokens * 4, err, errlen, "activations"))
+	    || !(c->p32 = big((size_t)max_tokens * sizeof *c->p32, err, errlen, "activations"))
 	    || !(c->outx = big((size_t)max_out * m->dim * 4, err, errlen, "activations"))) {
 		cpu_free(c);
 		return 0;
 	}
 	c->pool = pool_new(threads);
 	c->nth = pool_size(c->pool);
-	if (!(c->scores = big((size_t)c->nth * (max_ctx + 8) * 4, err, errlen, "attention scores"))) {
+	/* one sequence at its longest context (K, and V's lanes rounded up to
+	 * 32 positions), or several shorter ones; only the pages a step
+	 * writes become resident */
+	c->kv32_cap = (size_t)2 * c->kvd * ((size_t)max_ctx + 32);
+	if (!(c->scores = big((size_t)c->nth * GMAX * (max_ctx + 8) * 4, err, errlen, "attention scores"))
+	    || !(c->lanes = big((size_t)c->nth * GMAX * 32 * m->head_dim * 4, err, errlen, "attention sums"))
+	    || !(c->kv32 = big(c->kv32_cap * sizeof(float), err, errlen, "attention's F32 K and V"))) {
 		cpu_free(c);
 		return 0;
 	}
@@ -925,6 +1185,9 @@ cpu_free(cpu *c)
 		return;
 	pool_free(c->pool);
 	free(c->scores);
+	free(c->lanes);
+	free(c->kv32);
+	free(c->p32);
 	free(c->outx);
 	free(c->tpart);
 	free(c->xq);

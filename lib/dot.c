@@ -937,7 +937,6 @@ q_tile(const struct qarg *a, int t, size_t r, size_t b)
 	const float *pd = a->pd + off, *ps = (const float *)a->p2 + off;
 	__m256 acc[2][4];
 	__m128 accm[2];
-
 	for (int j = 0; j < 2; j++) {
 		for (int k = 0; k < 4; k++)
 			acc[j][k] = _mm256_setzero_ps();
@@ -945,14 +944,15 @@ q_tile(const struct qarg *a, int t, size_t r, size_t b)
 	}
 	for (size_t i = 0; i < a->nblk; i++, w += wb, x += xb, pd += 8, ps += 8) {
 		__m256i q[2], aq[2];
-		/* the 8 scales d_j * dx_k of the tile in one multiply (lane 4j + k),
-		 * each then broadcast to its pair: the products are the same,
-		 * and the broadcasts go to a port the integer work leaves idle */
-		__m256 dd = _mm256_mul_ps(
-			_mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(
-				_mm_cvtsi32_si128(rd16(w) | rd16(w + rb) << 16))),
-				_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1)),
-			_mm256_broadcast_ps((const __m128 *)pd));
+		/* the scales d_j * dx_k of the tile: for each weight row j the four
+		 * products in both halves of a register, one multiply; a pair's
+		 * scale is then broadcast within the halves by an immediate
+		 * shuffle, on a port the integer work leaves idle, with no index
+		 * register (the products are the same) */
+		__m128 d2 = _mm_cvtph_ps(_mm_cvtsi32_si128(rd16(w) | rd16(w + rb) << 16));
+		__m256 x4 = _mm256_broadcast_ps((const __m128 *)pd);
+		__m256 dd[2] = {_mm256_mul_ps(_mm256_broadcastss_ps(d2), x4),
+				_mm256_mul_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(d2)), x4)};
 
 		prefetch_group(w, 2, rb, i, wb);
 #pragma GCC unroll 2
@@ -974,7 +974,7 @@ q_tile(const struct qarg *a, int t, size_t r, size_t b)
 				__m256i sy = mn ? xv : _mm256_sign_epi8(xv, q[j]);
 				__m256i s = pairs32(_mm256_maddubs_epi16(aq[j], sy));
 
-				acc[j][k] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(dd, _mm256_set1_epi32(4 * j + k)),
+				acc[j][k] = _mm256_fmadd_ps(_mm256_permute_ps(dd[j], 0x55 * k),
 							    _mm256_cvtepi32_ps(s), acc[j][k]);
 			}
 		}

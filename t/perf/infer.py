@@ -10,8 +10,10 @@ alternating the two programs (A B A B ...), medians of several rounds:
                  prompt with max_tokens 128, ignore_eos
                  (tg = 127 / (t.done - t.first_token)). Prompts are random
                  token ids (seeded) in 100..49000, as llama-bench uses random
-                 tokens. On the default Q4_1 model and on a Q8_0 version of
-                 it made by our quantize.
+                 tokens. On the default Q4_1 model and on a Q8_0 and a
+                 Q4_K_M version of it made by our quantize (-t q8_0,
+                 -r q4_k_m: its 576-wide matrices are Q5_0, the rest Q4_K
+                 and Q6_K, as llama-quantize makes them).
   offline        256 prompts cut from real text (GPL-3, tokenized by our
                  tokenize), lengths 16..512, max_tokens 32..256, fixed seed,
                  greedy, ignore_eos: generated tokens / wall time, model load
@@ -48,7 +50,8 @@ round of the offline job takes 10+ minutes; --offline-runs, --prompts and
 --only cut it down.
 
   python3 t/perf/infer.py [-r RUNS] [--offline-runs N] [-m MODEL] [--np N]
-      [--prompts N] [--max-seqs N] [--only pp,offline] [--q8 FILE] [--also FILE]... [--names A,B,...]
+      [--prompts N] [--max-seqs N] [--only pp,offline] [--q8 FILE] [--qkm FILE|none]
+      [--also FILE]... [--names A,B,...]
       [--bench-args ARGS] [--server-args ARGS]
 """
 import argparse, json, os, queue, random, shutil, signal, statistics, subprocess, sys, tempfile
@@ -483,9 +486,11 @@ def main():
     ap.add_argument("--prompts", type=int, default=256)
     ap.add_argument("--max-seqs", type=int, help="infer-cpu --max-seqs for the offline job")
     ap.add_argument("--q8", help="a Q8_0 model to use instead of quantizing one")
+    ap.add_argument("--qkm", help="a Q4_K_M model to use instead of quantizing one ('none': skip it)")
     ap.add_argument("--only", default="pp,offline", help="pp (pp512, tg128), offline")
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--names", default="Q4_1,Q8_0", help="what to call -m, --q8 and each --also in the table")
+    ap.add_argument("--names", default="Q4_1,Q8_0,Q4_K_M",
+                    help="what to call -m, --q8, --qkm and each --also in the table")
     ap.add_argument("--also", action="append", default=[], help="one more model for pp/tg (repeatable)")
     ap.add_argument("--bench-args", default="", help="more llama-bench arguments, e.g. '-fa 0'")
     ap.add_argument("--server-args", default="", help="more llama-server arguments")
@@ -519,8 +524,17 @@ def main():
             if not q8:
                 q8 = os.path.join(tmp, "q8_0.gguf")
                 subprocess.run([os.path.join(BIN, "quantize"), "-q", "-t", "q8_0", model, q8], check=True)
+            qkm = a.qkm
+            if not qkm:
+                qkm = os.path.join(tmp, "q4_k_m.gguf")
+                subprocess.run([os.path.join(BIN, "quantize"), "-q", "-r", "q4_k_m", model, qkm],
+                               check=True, stderr=subprocess.DEVNULL)
             rnd = random.Random(a.seed)
-            for name, m in zip(a.names.split(","), [model, q8] + a.also):
+            models = [model, q8] + ([] if qkm == "none" else [qkm])
+            names = a.names.split(",")
+            if qkm == "none" and len(names) > 2 and names[2] == "Q4_K_M":
+                del names[2]
+            for name, m in zip(names, models + a.also):
                 r = {"pp": ([], []), "tg": ([], [])}
                 for i in range(a.runs):
                     print("%s pp512/tg128 round %d/%d" % (name, i + 1, a.runs), file=sys.stderr)

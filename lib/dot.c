@@ -16,8 +16,9 @@
  * How the products are organised (nearly all of the engine's time):
  *   - Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: every (weight row, activation row) pair summed in
  *     ggml's order, 8 float lanes with one FMA a block, whatever the batch.
- *     4 or more activation rows: tiles of 2 weight rows by 4 (AVX-512: 4
- *     by up to 8) that share the unpacked weights and the scale products;
+ *     4 or more activation rows: tiles of 1 weight row by an octet of 8
+ *     activation rows, or 2 by 4 (AVX-512: 4 by up to 8), that share the
+ *     unpacked weights and the scale products;
  *   - 1 to 3 activation rows (decode): up to 4 weight rows streamed at
  *     once against each activation row (AVX-512: 8 for the 4-bit types),
  *     the next rows prefetched by hand.

@@ -503,7 +503,8 @@ mass4_avx2(const float *x, const float *e, uint32_t n, const float *t, double *m
 	mass4_fold(x, e, n, t, m, f, i);
 }
 
-/* AVX-512 twins of exp_sum_avx2 and mass4_avx2: the same lanes (exp_sum's
+/* AVX-512 twins of exp_sum_avx2 and mass4_avx2 (and of scan_max and
+ * count4, below): the same lanes (exp_sum's
  * 16 partial sums are one register, mass4's two levels share one), the
  * same operations lane by lane, so the same results */
 #define AVX512 __attribute__((target("avx512f,avx2,fma")))
@@ -598,12 +599,84 @@ mass4_avx512(const float *x, const float *e, uint32_t n, const float *t, double 
 	_mm512_storeu_ps(f[2], a23);
 	mass4_fold(x, e, n, t, m, f, i);
 }
+
+/* scan_max_avx2 and count4_avx2 with 16 lanes and mask registers: a max
+ * and its first index, and counts, are exact whatever the lanes */
+AVX512 static float
+scan_max_avx512(float *x, uint32_t n, uint32_t *arg)
+{
+	const __m512 ninf = _mm512_set1_ps(-INFINITY), big = _mm512_set1_ps(FLT_MAX);
+	__m512 vm = ninf;
+	__m512i vi = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), cur = vi;
+	float bv[16], best;
+	uint32_t bi[16], i, j, barg;
+
+	for (i = 0; i + 16 <= n; i += 16) {
+		__m512 v = _mm512_loadu_ps(x + i);
+		__mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), hi = _mm512_cmp_ps_mask(v, big, _CMP_GT_OQ);
+		__mmask16 gt;
+
+		if (nan | hi) {
+			v = _mm512_mask_blend_ps(nan, _mm512_mask_blend_ps(hi, v, big), ninf);
+			_mm512_storeu_ps(x + i, v);
+		}
+		gt = _mm512_cmp_ps_mask(v, vm, _CMP_GT_OQ);
+		vm = _mm512_mask_blend_ps(gt, vm, v);
+		vi = _mm512_mask_blend_epi32(gt, vi, cur);
+		cur = _mm512_add_epi32(cur, _mm512_set1_epi32(16));
+	}
+	_mm512_storeu_ps(bv, vm);
+	_mm512_storeu_si512(bi, vi);
+	/* as in scan_max_avx2: a lane that saw only -inf points at its first
+	 * element; with no full vector every lane is -inf and index 0 wins */
+	best = bv[0], barg = bi[0];
+	for (j = 1; j < 16; j++)
+		if (bv[j] > best || (bv[j] == best && bi[j] < barg))
+			best = bv[j], barg = bi[j];
+	for (; i < n; i++) {
+		float v = x[i];
+
+		if (v != v)
+			x[i] = v = -INFINITY;
+		else if (v > FLT_MAX)
+			x[i] = v = FLT_MAX;
+		if (v > best)
+			best = v, barg = i;
+	}
+	*arg = barg;
+	return best;
+}
+
+AVX512 static void
+count4_avx512(const float *x, uint32_t n, const float *t, uint32_t *cnt)
+{
+	const __m512i one = _mm512_set1_epi32(1);
+	__m512i a[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+			_mm512_setzero_si512()};
+	__m512 v[4] = {_mm512_set1_ps(t[0]), _mm512_set1_ps(t[1]), _mm512_set1_ps(t[2]), _mm512_set1_ps(t[3])};
+	uint32_t i, l;
+
+	for (i = 0; i + 16 <= n; i += 16) {
+		__m512 y = _mm512_loadu_ps(x + i);
+
+#pragma GCC unroll 4
+		for (l = 0; l < 4; l++)
+			a[l] = _mm512_mask_add_epi32(a[l], _mm512_cmp_ps_mask(y, v[l], _CMP_GE_OQ), a[l], one);
+	}
+	for (l = 0; l < 4; l++)
+		cnt[l] = (uint32_t)_mm512_reduce_add_epi32(a[l]);
+	for (; i < n; i++)
+		for (l = 0; l < 4; l++)
+			cnt[l] += x[i] >= t[l];
+}
 #endif
 
 static float
 scan_max(float *x, uint32_t n, uint32_t *arg)
 {
 #ifdef SAMPLE_X86
+	if (use_avx512)
+		return scan_max_avx512(x, n, arg);
 	if (use_avx2)
 		return scan_max_avx2(x, n, arg);
 #endif
@@ -628,6 +701,10 @@ static void
 count4(const float *x, uint32_t n, const float *t, uint32_t *cnt)
 {
 #ifdef SAMPLE_X86
+	if (use_avx512) {
+		count4_avx512(x, n, t, cnt);
+		return;
+	}
 	if (use_avx2) {
 		count4_avx2(x, n, t, cnt);
 		return;

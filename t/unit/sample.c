@@ -685,6 +685,14 @@ digest(void)
 
 		for (i = 0; i < n; i++)
 			l[i] = (float)(gauss() * (0.5 + k % 7));
+		if (k % 10 == 7)        /* ties everywhere: the lower id first */
+			for (i = 0; i < n; i++)
+				l[i] = roundf(l[i] * 2) / 2;
+		if (k % 10 == 9) {      /* NaN (as -inf) and +inf (as FLT_MAX) */
+			l[k % 13] = NAN;
+			l[n - 1 - k % 5] = INFINITY;
+			l[n / 2] = NAN;
+		}
 		for (i = 0; i < 64; i++)
 			hist[i] = (uint32_t)(unif() * 3000);
 		p = params((float[]){ 1, 0.7f, 1.3f, 0 }[k % 4]);

@@ -9,9 +9,11 @@
 #   make share-trees  share/'s service trees (s6, supervisord, systemd) written anew
 #
 # Every lib/*.c goes into libsluice, every cmd/NAME.c becomes bin/NAME and every
-# t/unit/NAME.c a unit test, so adding a file needs no edit here. The one
-# exception: cmd/sluice-NAME.c is `sluice NAME`, a subcommand (cmd_NAME, in
-# the table of cmd/sluice.c), linked into bin/sluice rather than a program.
+# t/unit/NAME.c a unit test, so adding a file needs no edit here. The
+# exceptions: cmd/sluice-NAME.c is `sluice NAME`, a subcommand (cmd_NAME, in
+# the table of cmd/sluice.c), linked into bin/sluice rather than a program;
+# cmd/infer-gpu.c is linked with kernels/*.cu (nvcc) and built only where
+# nvcc is found (NVCC=, or on PATH, or in /usr/local/cuda/bin).
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -26,8 +28,18 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 B   ?= build/obj
 BIN ?= bin
 
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Ilib $(PKG_CFLAGS) $(CFLAGS)
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Ilib -Ikernels $(PKG_CFLAGS) $(CFLAGS)
 ALL_LIBS   = $(PKG_LIBS) -lm -lpthread
+
+# CUDA: the kernels for Ampere (sm_80), Ada (sm_89) and Hopper (sm_90), the
+# runtime linked statically, so a machine without the toolkit only needs
+# the driver (without one, infer-gpu says so and exits 111).
+NVCC       ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
+CUDA_ARCHS ?= 80 89 90
+CUDA_HOME   = $(patsubst %/bin/nvcc,%,$(NVCC))
+NVCC_FLAGS  = -std=c++17 -O2 -g -Ilib -Ikernels $(PKG_CFLAGS) -Xcompiler -Wall,-Wextra,-Werror \
+	      $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
+CUDA_LIBS   = -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
 
 # make OPENBLAS=1: F32/F16/BF16 weights against 32 or more activation rows
 # go through OpenBLAS's sgemm (faster on float models; but sgemm sums in its
@@ -41,14 +53,19 @@ LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
 LIBA     := $(B)/libsluice.a
 SUBCMDS  := $(patsubst %.c,$(B)/%.o,$(wildcard cmd/sluice-*.c))
-PROGS    := $(patsubst cmd/%.c,$(BIN)/%,$(filter-out cmd/sluice-%.c,$(wildcard cmd/*.c)))
+PROGS    := $(patsubst cmd/%.c,$(BIN)/%,$(filter-out cmd/sluice-%.c cmd/infer-gpu.c,$(wildcard cmd/*.c)))
+KERN_OBJ := $(patsubst %.cu,$(B)/%.o,$(wildcard kernels/*.cu))
+GPU_TESTS := $(patsubst t/helpers/%.cu,$(B)/t/helpers/%,$(wildcard t/helpers/*.cu))
+ifneq ($(NVCC),)
+GPU_PROGS := $(BIN)/infer-gpu
+endif
 UNITS    := $(patsubst t/unit/%.c,$(B)/t/%,$(filter-out t/unit/tap.c,$(wildcard t/unit/*.c)))
 HELPERS  := $(patsubst t/helpers/%.c,$(B)/t/helpers/%,$(wildcard t/helpers/*.c))
 FUZZ     := $(patsubst t/fuzz/%.c,build/fuzz/fuzz-%,$(wildcard t/fuzz/*.c))
 
 .SECONDARY:
 .PHONY: all deps fixtures test check asan test-asan fuzz install clean demo bench share-trees emit-trees
-all: $(PROGS) $(UNITS) $(HELPERS)
+all: $(PROGS) $(UNITS) $(HELPERS) $(if $(NVCC),$(GPU_PROGS) $(GPU_TESTS))
 
 $(B)/%.o: %.c $(wildcard lib/*.h cmd/*.h)
 	@mkdir -p $(dir $@)
@@ -73,6 +90,19 @@ $(B)/t/%: $(B)/t/unit/%.o $(LIBA)
 $(B)/t/helpers/%: $(B)/t/helpers/%.o $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LIBS)
+
+$(B)/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh kernels/*.h lib/*.h)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -c -o $@ $<
+
+$(BIN)/infer-gpu: $(B)/cmd/infer-gpu.o $(KERN_OBJ) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LIBS) $(CUDA_LIBS)
+
+# the kernel tests: each t/helpers/NAME.cu against the CPU's reference
+$(B)/t/helpers/%: t/helpers/%.cu $(KERN_OBJ) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(KERN_OBJ) $(LIBA) $(ALL_LIBS) -cudart static
 
 # Installs what a fresh Debian machine lacks (apt-get, pip); quiet when all is there.
 deps:
@@ -136,7 +166,7 @@ emit-trees:
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 		$(DESTDIR)$(PREFIX)/share/man/man7 $(DESTDIR)$(PREFIX)/share/sluice
-	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(PROGS) $(GPU_PROGS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(wildcard man/man1/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 $(wildcard man/man7/*.7) $(DESTDIR)$(PREFIX)/share/man/man7/
 	cp -R share/. $(DESTDIR)$(PREFIX)/share/sluice/

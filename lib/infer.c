@@ -23,12 +23,23 @@
 #include "ppl.h"
 #include "stats.h"
 
-#define USAGE "infer-cpu [-m model] [-l endpoint]... [-t threads] [--ctx N] [--kv-mem BYTES] " \
+/* infer-cpu's and infer-gpu's: the program's own name twice */
+#define USAGE_FMT "%s [-m model] [-l endpoint]... [-t threads] [--ctx N] [--kv-mem BYTES] " \
 	"[--block-size N] [--max-seqs N] [--max-batch-tokens N] [--max-queue N] [--max-queue-per-conn N] " \
 	"[--max-tokens N] [--temperature F] [--no-prefix-cache] [--text] [--chat-template NAME] " \
 	"[--max-connections N] [--backlog N] [--read-timeout S] [--max-partial BYTES] " \
 	"[--write-buffer BYTES] [--write-timeout S] [-d fd] [-q] " \
-	"| infer-cpu [-m model] [-t threads] --perplexity FILE [--ppl-ctx N] [--ppl-score half|all]"
+	"| %s [-m model] [-t threads] --perplexity FILE [--ppl-ctx N] [--ppl-score half|all]"
+#define USAGE usage()
+
+static const char *
+usage(void)
+{
+	static char buf[1024];
+
+	snprintf(buf, sizeof buf, USAGE_FMT, die_prog, die_prog);
+	return buf;
+}
 
 /* ------------------------------------------------------------- state */
 

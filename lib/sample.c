@@ -193,15 +193,22 @@ sum_lanes(const double *d)
 	return s;
 }
 
-/* NaN becomes -inf and +inf FLT_MAX, in place; returns the maximum and
- * its first index */
+/* scan_max's end, on any path: the best of the vector lanes' maxima bv
+ * and their first indices bi (a tie to the lower index), then x[i..n) one
+ * at a time. A lane that saw only -inf points at its first element, which
+ * exists whenever its loop ran; otherwise every lane is -inf and index 0
+ * wins, as in the scalar loop. */
 static float
-scan_max_c(float *x, uint32_t n, uint32_t *arg)
+scan_max_tail(float *x, uint32_t i, uint32_t n, const float *bv, const uint32_t *bi, int lanes,
+	      uint32_t *arg)
 {
-	float best = -INFINITY;
-	uint32_t i, bi = 0;
+	float best = bv[0];
+	uint32_t barg = bi[0];
 
-	for (i = 0; i < n; i++) {
+	for (int j = 1; j < lanes; j++)
+		if (bv[j] > best || (bv[j] == best && bi[j] < barg))
+			best = bv[j], barg = bi[j];
+	for (; i < n; i++) {
 		float v = x[i];
 
 		if (v != v)
@@ -209,10 +216,21 @@ scan_max_c(float *x, uint32_t n, uint32_t *arg)
 		else if (v > FLT_MAX)
 			x[i] = v = FLT_MAX;
 		if (v > best)
-			best = v, bi = i;
+			best = v, barg = i;
 	}
-	*arg = bi;
+	*arg = barg;
 	return best;
+}
+
+/* NaN becomes -inf and +inf FLT_MAX, in place; returns the maximum and
+ * its first index */
+static float
+scan_max_c(float *x, uint32_t n, uint32_t *arg)
+{
+	const float none = -INFINITY;
+	const uint32_t first = 0;
+
+	return scan_max_tail(x, 0, n, &none, &first, 1, arg);
 }
 
 /* e[i] = exp(x[i]/t - m) (t == 1 divides nothing; e may be x) and their
@@ -364,8 +382,8 @@ scan_max_avx2(float *x, uint32_t n, uint32_t *arg)
 	const __m256 ninf = _mm256_set1_ps(-INFINITY), big = _mm256_set1_ps(FLT_MAX);
 	__m256 vm = ninf;
 	__m256i vi = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), cur = vi;
-	float bv[8], best;
-	uint32_t bi[8], i, j, barg;
+	float bv[8];
+	uint32_t bi[8], i;
 
 	for (i = 0; i + 8 <= n; i += 8) {
 		__m256 v = _mm256_loadu_ps(x + i), nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q), gt;
@@ -383,25 +401,7 @@ scan_max_avx2(float *x, uint32_t n, uint32_t *arg)
 	}
 	_mm256_storeu_ps(bv, vm);
 	_mm256_storeu_si256((__m256i *)bi, vi);
-	/* a lane that saw only -inf points at its first element, which
-	 * exists whenever the loop ran; otherwise every lane is -inf and
-	 * lane 0 (index 0) wins */
-	best = bv[0], barg = bi[0];
-	for (j = 1; j < 8; j++)
-		if (bv[j] > best || (bv[j] == best && bi[j] < barg))
-			best = bv[j], barg = bi[j];
-	for (; i < n; i++) {
-		float v = x[i];
-
-		if (v != v)
-			x[i] = v = -INFINITY;
-		else if (v > FLT_MAX)
-			x[i] = v = FLT_MAX;
-		if (v > best)
-			best = v, barg = i;
-	}
-	*arg = barg;
-	return best;
+	return scan_max_tail(x, i, n, bv, bi, 8, arg);
 }
 
 AVX2 static double
@@ -608,8 +608,8 @@ scan_max_avx512(float *x, uint32_t n, uint32_t *arg)
 	const __m512 ninf = _mm512_set1_ps(-INFINITY), big = _mm512_set1_ps(FLT_MAX);
 	__m512 vm = ninf;
 	__m512i vi = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), cur = vi;
-	float bv[16], best;
-	uint32_t bi[16], i, j, barg;
+	float bv[16];
+	uint32_t bi[16], i;
 
 	for (i = 0; i + 16 <= n; i += 16) {
 		__m512 v = _mm512_loadu_ps(x + i);
@@ -627,24 +627,7 @@ scan_max_avx512(float *x, uint32_t n, uint32_t *arg)
 	}
 	_mm512_storeu_ps(bv, vm);
 	_mm512_storeu_si512(bi, vi);
-	/* as in scan_max_avx2: a lane that saw only -inf points at its first
-	 * element; with no full vector every lane is -inf and index 0 wins */
-	best = bv[0], barg = bi[0];
-	for (j = 1; j < 16; j++)
-		if (bv[j] > best || (bv[j] == best && bi[j] < barg))
-			best = bv[j], barg = bi[j];
-	for (; i < n; i++) {
-		float v = x[i];
-
-		if (v != v)
-			x[i] = v = -INFINITY;
-		else if (v > FLT_MAX)
-			x[i] = v = FLT_MAX;
-		if (v > best)
-			best = v, barg = i;
-	}
-	*arg = barg;
-	return best;
+	return scan_max_tail(x, i, n, bv, bi, 16, arg);
 }
 
 AVX512 static void

@@ -406,15 +406,18 @@ kv32_copy(cpu *c, uint32_t layer, size_t lo, size_t hi)
 	for (uint32_t i = 0; i < b->n_parts && at < hi; i++) {
 		const sched_part *pt = &b->parts[i];
 		uint32_t npos = pt->pos + pt->n, nj = (npos + 31) / 32, p;
-		float *base = c->kv32 + c->p32[i];
+		float *base;
 
 		if (c->p32[i] == KV32_NONE)
 			continue;
-		for (p = 0; p < npos; p++, at++) {
+		base = c->kv32 + c->p32[i];
+		if (at + npos <= lo) {  /* a part wholly before this thread's share */
+			at += npos;
+			continue;
+		}
+		for (p = at < lo ? (uint32_t)(lo - at) : 0, at += p; p < npos && at < hi; p++, at++) {
 			size_t row = cache_row(c, layer, pt, p);
 
-			if (at < lo || at >= hi)
-				continue;
 			for (uint32_t h = 0; h < nkv; h++) {
 				const uint16_t *ks = c->kc + row + (size_t)h * hd, *vs = c->vc + row + (size_t)h * hd;
 				float *kd = base + ((size_t)h * npos + p) * hd;

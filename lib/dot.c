@@ -648,6 +648,20 @@ qcodes(int t, const uint8_t *w)
 	}
 }
 
+/* element k (0..3) of each 128-bit half in all four of its lanes: an
+ * immediate shuffle (the switch keeps the immediate a constant for
+ * compilers that do not unroll the caller's loop first) */
+INL __m256
+bcast4(__m256 v, int k)
+{
+	switch (k) {
+	case 0: return _mm256_permute_ps(v, 0x00);
+	case 1: return _mm256_permute_ps(v, 0x55);
+	case 2: return _mm256_permute_ps(v, 0xaa);
+	default: return _mm256_permute_ps(v, 0xff);
+	}
+}
+
 /* the two f16 at p as (p[0], p[1], 0, 0) */
 INL __m128
 f16x2(const uint8_t *p)
@@ -975,7 +989,7 @@ q_tile(const struct qarg *a, int t, size_t r, size_t b)
 				__m256i sy = mn ? xv : _mm256_sign_epi8(xv, q[j]);
 				__m256i s = pairs32(_mm256_maddubs_epi16(aq[j], sy));
 
-				acc[j][k] = _mm256_fmadd_ps(_mm256_permute_ps(dd[j], 0x55 * k),
+				acc[j][k] = _mm256_fmadd_ps(bcast4(dd[j], k),
 							    _mm256_cvtepi32_ps(s), acc[j][k]);
 			}
 		}

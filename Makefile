@@ -100,7 +100,7 @@ $(BIN)/infer-gpu: $(B)/cmd/infer-gpu.o $(KERN_OBJ) $(LIBA)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LIBS) $(CUDA_LIBS)
 
 # the kernel tests: each t/helpers/NAME.cu against the CPU's reference
-$(B)/t/helpers/%: t/helpers/%.cu $(KERN_OBJ) $(LIBA)
+$(B)/t/helpers/%: t/helpers/%.cu $(wildcard t/helpers/*.cuh) $(KERN_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(KERN_OBJ) $(LIBA) $(ALL_LIBS) -cudart static
 

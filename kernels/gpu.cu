@@ -222,6 +222,9 @@ gpu_new(const model *m, uint32_t n_blocks, uint32_t bs, uint32_t max_tokens, uin
 	g->outx = (float *)dev_alloc(g, (size_t)max_out * m->dim * 4, "activations");
 	g->outn = (float *)dev_alloc(g, (size_t)max_out * m->dim * 4, "activations");
 	g->logits = (float *)dev_alloc(g, (size_t)max_out * m->n_vocab * 4, "logits");
+	/* a copy from pageable memory may still be in flight when cudaMemcpy
+	 * returns, and the step's stream does not wait for the default one */
+	CUDA_CHECK(cudaDeviceSynchronize(), "upload the model");
 	return g;
 }
 

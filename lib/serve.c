@@ -222,7 +222,10 @@ tree_free(tree *t)
 	memset(t, 0, sizeof *t);
 }
 
-/* The engine program: infer-gpu or infer-cpu, as --device says. */
+/* The engine program: infer-gpu or infer-cpu, as --device says; auto
+ * takes infer-gpu when it is there and so is a CUDA device node (as
+ * sluice run does: an infer-gpu built on a machine without a GPU would
+ * only exit 111) */
 static const char *
 engine_prog(const serve_opts *o)
 {
@@ -231,7 +234,7 @@ engine_prog(const serve_opts *o)
 	pathf(p, "%s/infer-gpu", o->bin);
 	if (!strcmp(o->device, "cpu"))
 		return "infer-cpu";
-	if (access(p, X_OK) == 0)
+	if (access(p, X_OK) == 0 && (!strcmp(o->device, "gpu") || access("/dev/nvidiactl", F_OK) == 0))
 		return "infer-gpu";
 	if (!strcmp(o->device, "gpu"))
 		die_x(EXIT_USAGE, "--device gpu: no infer-gpu program in %s", o->bin);

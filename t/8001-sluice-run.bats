@@ -144,9 +144,19 @@ PY
 	[ "$status" -eq 111 ]
 	grep -q "^tokenize: fatal: unable to open $T/nope.gguf" "$T/err"
 	grep -q '^sluice: fatal: tokenize exited 111$' "$T/err"
-	run -127 sh -c "echo hi | sluice run -m '$TINY' --device gpu"
+	# no infer-gpu anywhere: sluice says so
+	mkdir "$T/bin"
+	cp "$SLUICE_BIN/sluice" "$T/bin/"
+	ln -s "$SLUICE_BIN/tokenize" "$SLUICE_BIN/detokenize" "$SLUICE_BIN/infer-cpu" "$T/bin/"
+	run -127 env PATH=/usr/bin:/bin sh -c "echo hi | '$T/bin/sluice' run -m '$TINY' --device gpu"
 	[ "$status" -eq 127 ]
 	[[ $output == *"no infer-gpu program found"* ]]
+	# an infer-gpu built here (nvcc found) on a machine without a GPU: it says why
+	if [ -x "$SLUICE_BIN/infer-gpu" ] && [ ! -e /dev/nvidiactl ]; then
+		run sh -c "echo hi | sluice run -m '$TINY' --device gpu"
+		[ "$status" -eq 111 ]
+		[[ $output == *"infer-gpu: fatal: unable to start the cuda backend: no CUDA device"* ]]
+	fi
 	run sluice run -i yaml
 	[ "$status" -eq 100 ]
 	run sluice run -h

@@ -244,7 +244,11 @@ print(routed)' "$T/prom"
 	[[ "$output" == *"unable to read the model"* ]]
 	run sluice serve -m "$TINY" -l unix:/x
 	[ "$status" -eq 100 ]
-	run sluice serve --device gpu -m "$TINY" --bin "$SLUICE_BIN"
+	mkdir "$T/nogpu"
+	for p in "$SLUICE_BIN"/*; do
+		[ "$(basename "$p")" = infer-gpu ] || ln -s "$p" "$T/nogpu/"
+	done
+	run sluice serve --device gpu -m "$TINY" --bin "$T/nogpu"
 	[ "$status" -eq 100 ]
 	[[ "$output" == *"no infer-gpu program"* ]]
 }

@@ -18,7 +18,8 @@
 
 #include <vector>
 
-#include "common.cuh"
+#define GPUTEST_SEED 0x5eed5eed87654321ull
+#include "gputest.cuh"
 #include "matmul.cuh"
 
 extern "C" {
@@ -27,86 +28,16 @@ extern "C" {
 
 #include "../unit/tap.h"
 
-using std::vector;
-
 /* the GPU's float sums against the double reference of the same weights */
 #define TOL_MM 1e-7
 /* what y and the embedding rows hold outside what the kernels write */
 #define SENTINEL -777.0f
-
-static cudaStream_t st;
 
 static const uint32_t TYPES[] = {QUANT_F32,  QUANT_F16,  QUANT_BF16, QUANT_Q8_0, QUANT_Q4_0,
 				 QUANT_Q4_1, QUANT_Q5_0, QUANT_Q5_1, QUANT_Q4_K, QUANT_Q6_K};
 static const uint32_t NTYPES = sizeof TYPES / sizeof *TYPES;
 
 /* ------------------------------------------------------------- helpers */
-
-/* splitmix64: the same numbers on every machine */
-static uint64_t rng_state = 0x5eed5eed87654321ull;
-
-static uint64_t
-rng(void)
-{
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-/* uniform in [-a, a) */
-static float
-urand(float a)
-{
-	return a * (float)((double)(rng() >> 11) * 0x1p-53 * 2.0 - 1.0);
-}
-
-template <class T>
-static T *
-dev_put(const vector<T> &h)
-{
-	void *d = 0;
-
-	CUDA_CHECK(cudaMalloc(&d, h.size() ? h.size() * sizeof(T) : 16), "allocate device memory");
-	if (h.size())
-		CUDA_CHECK(cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice), "copy to the device");
-	return (T *)d;
-}
-
-template <class T>
-static void
-dev_get(vector<T> &h, const T *d)
-{
-	CUDA_CHECK(cudaMemcpy(h.data(), d, h.size() * sizeof(T), cudaMemcpyDeviceToHost), "copy from the device");
-}
-
-static void
-dev_free(const void *d)
-{
-	CUDA_CHECK(cudaFree((void *)d), "free device memory");
-}
-
-static void
-sync(const char *what)
-{
-	CUDA_CHECK(cudaStreamSynchronize(st), what);
-}
-
-/* NaN when anything is NaN, so that "nmse <= tol" fails */
-struct nmse_acc {
-	double num = 0, den = 0;
-
-	void add(double g, double r)
-	{
-		num += (g - r) * (g - r);
-		den += r * r;
-	}
-	double nmse() const
-	{
-		return den > 0 ? num / den : num;
-	}
-};
 
 static int
 same_bits(float a, float b)
@@ -243,14 +174,10 @@ main(void)
 	 * past the last whole unit of 8 */
 	static const uint32_t COLS[] = {256, 576, 2048, 800, 35};
 	static const uint32_t ROWS[] = {1, 37, 300};
-	int ndev = 0, right = 1;
-	cudaError_t e = cudaGetDeviceCount(&ndev);
+	int right = 1;
 
-	if (e != cudaSuccess || ndev == 0) {
-		printf("1..0 # SKIP no CUDA device (%s)\n", e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+	if (gputest_start() < 0)
 		return 0;
-	}
-	CUDA_CHECK(cudaStreamCreate(&st), "create a stream");
 
 	for (uint32_t t = 0; t < 64; t++) {
 		int listed = 0;

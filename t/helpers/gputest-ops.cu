@@ -13,12 +13,11 @@
 #include <vector>
 
 #include "attention.cuh"
-#include "common.cuh"
+#define GPUTEST_SEED 0x5eed5eed12345678ull
+#include "gputest.cuh"
 #include "ops.cuh"
 
 #include "../unit/tap.h"
-
-using std::vector;
 
 #define TOL_NORM 1e-10
 #define TOL_ROPE 1e-10
@@ -28,29 +27,7 @@ using std::vector;
  * row among 2048 (about 1/2048) or one wrong head would give */
 #define TOL_ATT 1e-6
 
-static cudaStream_t st;
-
 /* ------------------------------------------------------------- helpers */
-
-/* splitmix64: the same numbers on every machine */
-static uint64_t rng_state = 0x5eed5eed12345678ull;
-
-static uint64_t
-rng(void)
-{
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-/* uniform in [-a, a) */
-static float
-urand(float a)
-{
-	return a * (float)((double)(rng() >> 11) * 0x1p-53 * 2.0 - 1.0);
-}
 
 static void
 fill(vector<float> &v, float a)
@@ -58,53 +35,6 @@ fill(vector<float> &v, float a)
 	for (float &x : v)
 		x = urand(a);
 }
-
-template <class T>
-static T *
-dev_put(const vector<T> &h)
-{
-	void *d = 0;
-
-	CUDA_CHECK(cudaMalloc(&d, h.size() ? h.size() * sizeof(T) : 16), "allocate device memory");
-	if (h.size())
-		CUDA_CHECK(cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice), "copy to the device");
-	return (T *)d;
-}
-
-template <class T>
-static void
-dev_get(vector<T> &h, const T *d)
-{
-	CUDA_CHECK(cudaMemcpy(h.data(), d, h.size() * sizeof(T), cudaMemcpyDeviceToHost), "copy from the device");
-}
-
-static void
-dev_free(const void *d)
-{
-	CUDA_CHECK(cudaFree((void *)d), "free device memory");
-}
-
-static void
-sync(const char *what)
-{
-	CUDA_CHECK(cudaStreamSynchronize(st), what);
-}
-
-/* NMSE of n values a step ld apart (rows of n) against ref; NaN when
- * anything is NaN, so that "nmse <= tol" fails */
-struct nmse_acc {
-	double num = 0, den = 0;
-
-	void add(double g, double r)
-	{
-		num += (g - r) * (g - r);
-		den += r * r;
-	}
-	double nmse() const
-	{
-		return den > 0 ? num / den : num;
-	}
-};
 
 static float
 f16_round(float x)
@@ -551,14 +481,9 @@ test_att(const char *what, uint32_t hd, uint32_t nh, uint32_t nkv, uint32_t bs, 
 int
 main(void)
 {
-	int ndev = 0;
-	cudaError_t e = cudaGetDeviceCount(&ndev);
 
-	if (e != cudaSuccess || ndev == 0) {
-		printf("1..0 # SKIP no CUDA device (%s)\n", e != cudaSuccess ? cudaGetErrorString(e) : "none found");
+	if (gputest_start() < 0)
 		return 0;
-	}
-	CUDA_CHECK(cudaStreamCreate(&st), "create a stream");
 
 	test_norm(64, 1, 64, 64, 1e-5f, 0, 3.0f);
 	test_norm(576, 7, 600, 640, 1e-6f, 0, 3.0f);
